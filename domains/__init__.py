@@ -1,0 +1,40 @@
+"""Workloads by domain. Use ``create_workload`` / ``list_workloads``; never import a workload
+module directly. Adding a domain = adding one sub-package that calls ``register``."""
+
+from domains.registry import (
+    UnknownWorkloadError,
+    WorkloadSpec,
+    create_workload,
+    default_workload,
+    domain_names,
+    get_spec,
+    list_workloads,
+    register,
+)
+from domains.workload import (
+    ConfigError,
+    MissingDataError,
+    Target,
+    TrainConfig,
+    Workload,
+    build_config,
+    resolve_data_root,
+)
+
+__all__ = [
+    "UnknownWorkloadError",
+    "WorkloadSpec",
+    "create_workload",
+    "default_workload",
+    "domain_names",
+    "get_spec",
+    "list_workloads",
+    "register",
+    "ConfigError",
+    "MissingDataError",
+    "Target",
+    "TrainConfig",
+    "Workload",
+    "build_config",
+    "resolve_data_root",
+]

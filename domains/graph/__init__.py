@@ -1,0 +1,1 @@
+"""graph domain: workloads land here (see the open graph issue). Registers nothing yet."""

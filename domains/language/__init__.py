@@ -1,0 +1,1 @@
+"""language domain: workloads land here (see the open language issue). Registers nothing yet."""

@@ -1,0 +1,1 @@
+"""vision domain: workloads land here (see the open vision issue). Registers nothing yet."""

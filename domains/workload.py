@@ -1,0 +1,239 @@
+"""The one small interface every workload implements, and its shared config fields.
+
+A workload defines the problem (model at a width, data, loss, evaluation, metric) and its
+training recipe; it never knows whether SAM is used. The runner owns the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+__all__ = [
+    "Target",
+    "TrainConfig",
+    "Workload",
+    "ConfigError",
+    "MissingDataError",
+    "build_config",
+    "parse_field_value",
+    "resolve_data_root",
+]
+
+
+class ConfigError(ValueError):
+    """An unknown config key, or a value of the wrong type."""
+
+
+class MissingDataError(FileNotFoundError):
+    """A data set is not where it was looked for; the message says how to get it."""
+
+    def __init__(self, dataset: str, looked_in: str | Path, how_to_get: str) -> None:
+        super().__init__(f"{dataset} not found in {looked_in}: {how_to_get}")
+
+
+def resolve_data_root(data_root: str | Path | None) -> Path:
+    """``--data-root``, else ``$SAM_DATA``, else the user cache (~/.cache/sam-overparam)."""
+    if data_root:
+        return Path(data_root).expanduser()
+    if os.environ.get("SAM_DATA"):
+        return Path(os.environ["SAM_DATA"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "sam-overparam"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The metric that selects models and rho: evaluated as ``val/<name>``, reported as
+    ``test/<name>`` at the best validation point."""
+
+    name: str
+    mode: Literal["min", "max"]
+
+    def better(self, a: float, b: float) -> bool:
+        """True if ``a`` is strictly better than ``b``."""
+        return a < b if self.mode == "min" else a > b
+
+    def gain(self, base: float, sam: float) -> float:
+        """SAM's improvement over the base optimizer, positive when SAM is better."""
+        return base - sam if self.mode == "min" else sam - base
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Recipe fields every supervised workload has; a workload's config subclasses this."""
+
+    optimizer: str = "sgd"
+    """base optimizer: sgd | adam | adamw"""
+    learning_rate: float = 0.1
+    """peak learning rate"""
+    momentum: float = 0.0
+    """SGD momentum"""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam/AdamW betas"""
+    adam_eps: float = 1e-8
+    """Adam/AdamW epsilon"""
+    weight_decay: float = 0.0
+    """L2 / decoupled weight decay, applied by the base optimizer"""
+    decay_norm_and_bias: bool = True
+    """apply weight decay to biases and normalisation parameters too (the paper's code does)"""
+    lr_schedule: str = "constant"
+    """constant | step | cosine | linear | inverse_sqrt"""
+    lr_milestones: tuple[float, ...] = ()
+    """fractions of training at which a step schedule multiplies the LR by lr_gamma"""
+    lr_gamma: float = 0.1
+    """step schedule factor"""
+    warmup_steps: int = 0
+    """linear warm-up steps"""
+    batch_size: int = 128
+    """examples per optimizer step"""
+    num_epochs: int = 1
+    """passes over the training set"""
+    eval_every: int = 1
+    """evaluate (and checkpoint) every this many epochs"""
+    rho: float = 0.05
+    """default SAM radius when the run does not give one"""
+    rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
+    """the paper's rho grid for this workload (rho selection on validation)"""
+
+
+class Workload:
+    """Subclasses set ``target`` and ``widths`` and implement the methods below.
+
+    ``name`` and ``domain`` are filled in by the registry.
+    """
+
+    name: str = ""
+    domain: str = ""
+    target: Target
+    widths: tuple[float, ...] = (1.0,)  # the paper's width grid as multipliers of "1x"
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    # ---- model
+    def build_model(self, width: float) -> nn.Module:
+        raise NotImplementedError
+
+    # ---- data
+    def setup_data(self, data_root: Path, device: torch.device) -> None:
+        """Load or generate the data once (train / val / test). May raise MissingDataError."""
+        raise NotImplementedError
+
+    def steps_per_epoch(self) -> int:
+        raise NotImplementedError
+
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
+        """One epoch of training batches, shuffled by ``generator``, on the data's device."""
+        raise NotImplementedError
+
+    # ---- objective
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean training loss of the batch and detached extra metrics. Pure."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Flat split-prefixed metrics: ``train/loss``, ``val/<target>``, ``test/<target>``."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------- config parsing
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def parse_field_value(cls: type, key: str, value: Any) -> Any:
+    """Coerce ``value`` (often a CLI string) to the declared type of field ``key``."""
+    types_ = _field_types(cls)
+    if key not in types_:
+        raise ConfigError(
+            f"unknown config key {key!r} for {cls.__name__}; valid keys: {', '.join(sorted(types_))}"
+        )
+    return _coerce(types_[key], value, key)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        items = value
+        if isinstance(value, str):
+            items = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{key} expects a comma-separated list, got {value!r}")
+        elem = args[0] if args else str
+        if len(args) == 2 and args[1] is Ellipsis or len(args) <= 1:
+            return tuple(_coerce(elem, v, key) for v in items)
+        if len(items) != len(args):
+            raise ConfigError(f"{key} expects {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, key) for a, v in zip(args, items))
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{key} expects true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} expects an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{key} expects an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} expects a number, got {value!r}")
+        try:
+            return float(value)  # int -> float accepted
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} expects a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} expects a string, got {value!r}")
+        return value
+    return value
+
+
+def build_config(
+    cls: type, presets: dict[str, dict[str, Any]], preset: str, **overrides: Any
+) -> Any:
+    """Defaults, then the named preset, then overrides; every key checked and typed."""
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r}; expected one of {sorted(presets)}")
+    values = {k: parse_field_value(cls, k, v) for k, v in presets[preset].items()}
+    values.update({k: parse_field_value(cls, k, v) for k, v in overrides.items()})
+    return dataclasses.replace(cls(), **values)

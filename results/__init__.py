@@ -1,0 +1,1 @@
+"""Results: the SQLite store and the tables regenerated from it (no torch, no domains)."""

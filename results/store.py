@@ -1,0 +1,180 @@
+"""The results store: one SQLite file (WAL), one row per run keyed by its config hash.
+
+Tables:
+  runs     id (config hash), name, workload, domain, optimizer, base_optimizer, width, seed, rho,
+           preset, config (JSON), status (running | done | diverged | failed), n_params,
+           git_commit, hardware, started_at, ended_at, wall_time_s, last_step, error, summary (JSON)
+  metrics  long format (run_id, step, epoch, key, value); (run_id, step, key) is unique, so a
+           resumed run rewrites rather than duplicates the rows after its checkpoint.
+Imports neither torch nor domains: tables and figures are built from this file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Store", "STATUSES", "StoreError"]
+
+STATUSES = ("running", "done", "diverged", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    optimizer TEXT NOT NULL,
+    base_optimizer TEXT NOT NULL,
+    width REAL NOT NULL,
+    seed INTEGER NOT NULL,
+    rho REAL NOT NULL,
+    preset TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'diverged', 'failed')),
+    n_params INTEGER,
+    git_commit TEXT,
+    hardware TEXT,
+    started_at TEXT,
+    ended_at TEXT,
+    wall_time_s REAL,
+    last_step INTEGER,
+    error TEXT,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    epoch REAL,
+    key TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, step, key)
+);
+CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, status);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written (path, permissions, corruption)."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Store:
+    """``Store("results/runs.sqlite")``; safe for several processes at once (WAL + busy wait)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open results store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
+        # BEGIN IMMEDIATE takes the write lock up front: no deadlock upgrade under contention.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(sql, tuple(params))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ runs
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _decode(row) if row else None
+
+    def start_run(self, run_id: str, *, name: str, workload: str, domain: str, optimizer: str,
+                  base_optimizer: str, width: float, seed: int, rho: float, preset: str,
+                  config: Mapping[str, Any], n_params: int, git_commit: str,
+                  hardware: str) -> None:
+        """Insert the run as ``running``, or mark an existing (killed / failed) row running again."""
+        self._write(
+            """INSERT INTO runs (id, name, workload, domain, optimizer, base_optimizer, width, seed,
+                   rho, preset, config, status, n_params, git_commit, hardware, started_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET status = 'running', error = NULL, ended_at = NULL,
+                   git_commit = excluded.git_commit, hardware = excluded.hardware""",
+            (run_id, name, workload, domain, optimizer, base_optimizer, width, seed, rho, preset,
+             json.dumps(config, sort_keys=True), n_params, git_commit, hardware, _now()),
+        )
+
+    def finish_run(self, run_id: str, status: str, *, summary: Mapping[str, Any] | None = None,
+                   error: str | None = None, wall_time_s: float | None = None,
+                   last_step: int | None = None) -> None:
+        if status not in STATUSES or status == "running":
+            raise ValueError(f"finish status must be done, diverged or failed, got {status!r}")
+        self._write(
+            """UPDATE runs SET status = ?, summary = ?, error = ?, wall_time_s = ?,
+                   last_step = ?, ended_at = ? WHERE id = ?""",
+            (status, json.dumps(summary or {}, sort_keys=True), error, wall_time_s, last_step,
+             _now(), run_id),
+        )
+
+    def runs(self, *, workload: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        if workload is not None:
+            sql, params = sql + " AND workload = ?", params + [workload]
+        if status is not None:
+            sql, params = sql + " AND status = ?", params + [status]
+        rows = self._db.execute(sql + " ORDER BY workload, width, optimizer, rho, seed", params)
+        return [_decode(r) for r in rows]
+
+    # ------------------------------------------------------------------ metrics
+    def log_metrics(self, run_id: str, step: int, epoch: float | None,
+                    metrics: Mapping[str, float]) -> None:
+        rows = [(run_id, step, epoch, k, float(v)) for k, v in metrics.items()]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, step, epoch, key, value) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._db.execute("UPDATE runs SET last_step = ? WHERE id = ?", (step, run_id))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def delete_metrics_after(self, run_id: str, step: int) -> None:
+        """Drop rows logged after ``step`` (a resumed run recomputes them)."""
+        self._write("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+
+    def metrics(self, run_id: str, key: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT step, epoch, key, value FROM metrics WHERE run_id = ?", [run_id]
+        if key is not None:
+            sql, params = sql + " AND key = ?", params + [key]
+        return [dict(r) for r in self._db.execute(sql + " ORDER BY step, key", params)]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts, for tests and sanity checks."""
+        return {t: self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "metrics")}
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    for k in ("config", "summary"):
+        if out.get(k):
+            out[k] = json.loads(out[k])
+    return out

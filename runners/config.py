@@ -1,0 +1,67 @@
+"""The run-level config: everything that, with the workload's config, defines one run.
+
+``RunConfig.run_id`` hashes the whole experiment (workload config included) so a done run is
+found again whatever order a grid is run in. Execution settings (device, paths, progress
+output) are not part of the hash: the same run on another machine is the same experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from samcore.width import format_width
+
+__all__ = ["RunConfig", "OPTIMIZER_CHOICES"]
+
+OPTIMIZER_CHOICES = ("base", "sam", "both", "sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    workload: str
+    """registered workload name"""
+    preset: str
+    """workload preset the config started from (smoke | quick | paper | ...)"""
+    width: float
+    """width multiplier of the workload's 1x model"""
+    optimizer: str
+    """'sam' or the base optimizer's name"""
+    base_optimizer: str
+    """the optimizer that takes the steps (SAM's base, or the optimizer itself)"""
+    seed: int = 0
+    """seed of initialisation, data order, dropout"""
+    rho: float = 0.0
+    """SAM radius (0 for base runs)"""
+    adaptive: bool = False
+    """ASAM: perturbation scaled elementwise by |w|"""
+    m_sharpness: int = 0
+    """ascent per chunk of m examples (0 = one ascent per batch)"""
+    micro_batch_size: int = 0
+    """gradient accumulation chunk (0 = whole batch at once)"""
+    workload_config: dict[str, Any] = field(default_factory=dict)
+    """the workload's fully resolved config"""
+
+    def __post_init__(self) -> None:
+        if self.rho < 0 or self.rho != self.rho:
+            raise ValueError(f"rho must be >= 0, got {self.rho}")
+        if self.optimizer != "sam" and (self.rho or self.adaptive or self.m_sharpness):
+            raise ValueError("rho, adaptive and m_sharpness apply to SAM runs only")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def run_name(self) -> str:
+        """``{workload}__{optimizer}__w{width}__s{seed}__{timestamp}`` (CleanRL's run_name)."""
+        opt = f"sam{self.rho:g}" if self.optimizer == "sam" else self.optimizer
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return f"{self.workload}__{opt}__w{format_width(self.width)}__s{self.seed}__{stamp}"

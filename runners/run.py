@@ -1,0 +1,254 @@
+"""Train one workload at one or more widths, with its base optimizer and/or SAM, and store it.
+
+    python runners/run.py --domain synthetic --width 1x,4x,10x --optimizer both --seeds 0,1,2
+    python runners/run.py --domain graph --width 4x
+    python runners/run.py --list [--format json]
+    python runners/run.py --workload synthetic-regression --preset smoke --num_epochs=3
+
+Workload config fields are overridden with ``--key=value`` (checked against the workload's
+config dataclass; ``--list-config`` shows them). Every run is stored in
+``<results>/runs.sqlite`` keyed by its full config: a done run is skipped, a killed one resumes.
+Bad input exits with code 2 and one line on stderr, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from domains import (
+    ConfigError,
+    MissingDataError,
+    UnknownWorkloadError,
+    Workload,
+    create_workload,
+    default_workload,
+    domain_names,
+    get_spec,
+    list_workloads,
+    resolve_data_root,
+)
+from results.store import Store, StoreError
+from results.tables import workload_table
+from runners.config import OPTIMIZER_CHOICES, RunConfig
+from runners.train import Execution, train_run
+from samcore import BASE_OPTIMIZERS, WidthError, count_params, format_width, parse_widths
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="run.py", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--domain", help=f"one of: {', '.join(domain_names())}")
+    p.add_argument("--workload", help="workload name (default: the domain's default workload)")
+    p.add_argument("--width", default="1x", help="'4x', '0.25x,1x,4x' or 'all' (default 1x)")
+    p.add_argument("--optimizer", default="both", choices=OPTIMIZER_CHOICES,
+                   help="base = the workload's base optimizer; both = base and SAM (default)")
+    p.add_argument("--rho", default=None, help="SAM radius, or a comma list (default: workload's)")
+    p.add_argument("--adaptive", action="store_true", help="adaptive SAM (ASAM)")
+    p.add_argument("--m-sharpness", type=int, default=0, help="ascent per m examples (0 = off)")
+    p.add_argument("--micro-batch-size", type=int, default=0,
+                   help="accumulate gradients over chunks of this size (0 = off)")
+    p.add_argument("--seeds", default="0", help="comma list, e.g. 0,1,2 (default 0)")
+    p.add_argument("--preset", default=None,
+                   help="workload preset: smoke | quick | paper | ... (default quick; paper for --list)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    p.add_argument("--data-root", default=None,
+                   help="data sets folder (default: $SAM_DATA, else ~/.cache/sam-overparam)")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--list", action="store_true", help="list workloads, widths, parameter counts")
+    p.add_argument("--list-config", action="store_true", help="print the resolved workload config")
+    p.add_argument("--format", default="text", choices=("text", "json"), help="--list output format")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per evaluation")
+    return p
+
+
+def _parse_overrides(extra: list[str]) -> dict[str, str]:
+    """``--num_epochs=3`` / ``--num-epochs 3`` -> {"num_epochs": "3"}."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(extra):
+        tok = extra[i]
+        if not tok.startswith("--") or len(tok) < 3:
+            raise UsageError(f"unexpected argument {tok!r}; workload overrides look like --key=value")
+        key, eq, value = tok[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise UsageError(f"override --{key} needs a value (--{key}=VALUE)")
+            value, i = extra[i + 1], i + 1
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def _parse_floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{what} must be a number or comma list of numbers, got {text!r}") from None
+    return values
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--seeds must be a comma list of integers, got {text!r}") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must be distinct non-negative integers, got {text!r}")
+    return seeds
+
+
+def _check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+
+
+def _select_workloads(args: argparse.Namespace) -> list[str]:
+    if args.domain is not None and args.domain not in domain_names():
+        raise UsageError(f"unknown domain {args.domain!r}; expected one of {', '.join(domain_names())}")
+    if args.workload is not None:
+        spec = get_spec(args.workload)
+        if args.domain is not None and spec.domain != args.domain:
+            raise UsageError(f"workload {args.workload!r} is in domain {spec.domain!r}, not {args.domain!r}")
+        return [args.workload]
+    if args.list:
+        return list_workloads(domain=args.domain)
+    if args.domain is None:
+        raise UsageError("give --domain or --workload (or --list to see them)")
+    return [default_workload(args.domain)]
+
+
+def _param_count(workload: Workload, width: float) -> int:
+    try:
+        with torch.device("meta"):  # counts without allocating (178M-parameter models too)
+            return count_params(workload.build_model(width))
+    except (NotImplementedError, RuntimeError):
+        return count_params(workload.build_model(width))
+
+
+def _list(names: list[str], preset: str | None, overrides: dict[str, str], fmt: str) -> None:
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        spec = get_spec(name)
+        chosen = preset or ("paper" if "paper" in spec.presets else spec.presets[0])
+        workload = create_workload(name, chosen, **overrides)
+        for w in workload.widths:
+            rows.append({"domain": spec.domain, "workload": name, "width": format_width(w),
+                         "params": _param_count(workload, w)})
+    if fmt == "json":
+        print(json.dumps(rows))
+        return
+    print(f"{'domain':<10} {'workload':<28} {'width':>7} {'params':>14}")
+    for r in rows:
+        print(f"{r['domain']:<10} {r['workload']:<28} {r['width']:>7} {r['params']:>14,}")
+
+
+def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[RunConfig]:
+    """The grid: widths x optimizers x rhos x seeds, as RunConfigs (validated)."""
+    c = workload.config
+    widths = parse_widths(args.width, workload.widths)
+    for w in widths:  # fail now, not mid-grid, on a width the model cannot take
+        try:
+            with torch.device("meta"):
+                workload.build_model(w)
+        except (WidthError, ValueError) as exc:
+            raise UsageError(f"--width {format_width(w)}: {exc}") from None
+    rhos = _parse_floats(args.rho, "--rho") if args.rho is not None else [c.rho]
+    if any(not (r >= 0) or r == float("inf") for r in rhos):
+        raise UsageError(f"--rho must be >= 0, got {args.rho}")
+    if args.m_sharpness < 0 or args.micro_batch_size < 0:
+        raise UsageError("--m-sharpness and --micro-batch-size must be >= 0")
+    seeds = _parse_seeds(args.seeds)
+    if c.optimizer not in BASE_OPTIMIZERS:
+        raise UsageError(f"workload base optimizer {c.optimizer!r} is not one of {sorted(BASE_OPTIMIZERS)}")
+    opts = {"base": [c.optimizer], "sam": ["sam"], "both": [c.optimizer, "sam"]}.get(
+        args.optimizer, [args.optimizer])
+    wl_config = dataclasses.asdict(c)
+    plan = []
+    for w in widths:
+        for opt in opts:
+            for rho in (rhos if opt == "sam" else [0.0]):
+                for seed in seeds:
+                    plan.append(RunConfig(
+                        workload=workload.name, preset=preset, width=w, optimizer=opt,
+                        base_optimizer=c.optimizer if opt == "sam" else opt, seed=seed, rho=rho,
+                        adaptive=args.adaptive and opt == "sam",
+                        m_sharpness=args.m_sharpness if opt == "sam" else 0,
+                        micro_batch_size=args.micro_batch_size, workload_config=wl_config))
+    return plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        overrides = _parse_overrides(extra)
+        names = _select_workloads(args)
+        if args.list:
+            _list(names, args.preset, overrides, args.format)
+            return 0
+        preset = args.preset or "quick"
+        workload = create_workload(names[0], preset, **overrides)
+        if args.list_config:
+            print(json.dumps(dataclasses.asdict(workload.config), indent=2))
+            return 0
+        plan = _plan(workload, args, preset)
+        _check_device(args.device)
+        results_dir = Path(args.results)
+        store = Store(results_dir / "runs.sqlite")
+        data_root = resolve_data_root(args.data_root)
+        workload.setup_data(data_root, torch.device(args.device))
+    except (UsageError, ConfigError, UnknownWorkloadError, WidthError, MissingDataError,
+            StoreError, ValueError) as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return 2
+
+    print(f"{workload.name} [{preset}] {len(plan)} run(s); config: "
+          f"{json.dumps(dataclasses.asdict(workload.config), sort_keys=True)}")
+    ex = Execution(device=args.device, results_dir=results_dir,
+                   progress=not args.no_progress, verbose=args.verbose)
+    failures = 0
+    target = workload.target
+    for cfg in plan:
+        out = train_run(workload, cfg, store, ex)
+        s = out.summary
+        opt = f"sam rho={cfg.rho:g}" if cfg.optimizer == "sam" else cfg.optimizer
+        val, test = s.get(f"best/val_{target.name}"), s.get(f"best/test_{target.name}")
+        metrics = (f"val/{target.name} {val:.5g}  test/{target.name} {test:.5g}  "
+                   f"(best epoch {s.get('best/epoch')})") if val is not None else ""
+        wall = s.get("wall_time_s")
+        print(f"{out.status:<8} {cfg.workload} {opt} w{format_width(cfg.width)} s{cfg.seed}  "
+              f"params {s.get('n_params', 0):,}  {metrics}  "
+              f"{'' if wall is None else f'{wall:.1f}s'}  id {out.run_id}"
+              f"{'  ' + out.message if out.message else ''}")
+        failures += out.status == "failed"
+    print()
+    print(workload_table(store, workload.name))
+    store.close()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

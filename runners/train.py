@@ -1,0 +1,258 @@
+"""The training loop every supervised workload shares: one run, from config to store row.
+
+config -> workload.build_model -> (SAM or base) steps over workload.train_batches ->
+workload.evaluate every ``eval_every`` epochs -> metric rows and a checkpoint -> final row.
+Model selection is on ``val/<target>``; the test metric is reported at that epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from domains.workload import Workload
+from results.store import Store
+from runners.checkpoint import load_checkpoint, save_checkpoint
+from runners.config import RunConfig
+from samcore import (
+    LRSchedule,
+    build_optimizer,
+    build_scheduler,
+    count_params,
+    format_width,
+    make_generator,
+    seed_everything,
+    stream_seed,
+    train_step,
+)
+
+__all__ = ["Execution", "RunOutcome", "train_run", "git_commit", "hardware_string"]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How to run (not part of the run's identity)."""
+
+    device: str = "cpu"
+    results_dir: Path = Path("results")
+    progress: bool = True
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    status: str  # done | diverged | failed | skipped
+    summary: dict[str, Any]
+    message: str
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + ("+dirty" if dirty else "")
+
+
+def hardware_string(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return (f"{platform.node()} {device.type}:{name or platform.machine()} "
+            f"threads={torch.get_num_threads()} torch={torch.__version__}")
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(results_dir: Path, run_id: str) -> Path:
+    return Path(results_dir) / "checkpoints" / f"{run_id}.pt"
+
+
+def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -> RunOutcome:
+    """Train one run (or skip it if done, or resume it from its checkpoint) and store it."""
+    run_id = cfg.run_id
+    row = store.get_run(run_id)
+    if row is not None and row["status"] == "done":
+        return RunOutcome(run_id, "skipped", row["summary"] or {}, "already done")
+
+    c = workload.config
+    device = torch.device(ex.device)
+    target = workload.target
+    seed_everything(cfg.seed)
+    torch.manual_seed(stream_seed(cfg.seed, "init"))  # init stream, independent of data order
+    model = workload.build_model(cfg.width).to(device)
+    n_params = count_params(model)
+    optimizer = build_optimizer(
+        model, cfg.base_optimizer, lr=c.learning_rate, weight_decay=c.weight_decay,
+        momentum=c.momentum, betas=c.betas, eps=c.adam_eps, sam=cfg.optimizer == "sam",
+        rho=cfg.rho, adaptive=cfg.adaptive, decay_norm_and_bias=c.decay_norm_and_bias,
+    )
+    steps_per_epoch = workload.steps_per_epoch()
+    total_steps = c.num_epochs * steps_per_epoch
+    scheduler = build_scheduler(optimizer, LRSchedule(
+        c.lr_schedule, total_steps, tuple(c.lr_milestones), c.lr_gamma, c.warmup_steps))
+    seed_everything(stream_seed(cfg.seed, "dropout"))  # what the global generator serves now
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "wall_time_s": 0.0,
+                             "examples": 0, "passes": 0}
+    ckpt = checkpoint_path(ex.results_dir, run_id)
+    notes: list[str] = []
+    if row is not None:  # a run that was killed or failed: resume from its checkpoint
+        payload, warnings = load_checkpoint(ckpt)
+        notes += warnings
+        if payload is not None and payload.get("run_id") == run_id:
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            scheduler.load_state_dict(payload["scheduler"])
+            _set_rng_state(payload["rng"])
+            state = payload["state"]
+            notes.append(f"resumed from epoch {state['epoch']} (step {state['step']})")
+        else:
+            notes.append("no usable checkpoint; starting from scratch")
+        store.delete_metrics_after(run_id, state["step"] if payload else -1)
+
+    name = cfg.run_name()
+    full_config = {"run": cfg.to_dict(), "execution": {"device": ex.device,
+                                                       "results_dir": str(ex.results_dir)}}
+    store.start_run(
+        run_id, name=name, workload=cfg.workload, domain=workload.domain, optimizer=cfg.optimizer,
+        base_optimizer=cfg.base_optimizer, width=cfg.width, seed=cfg.seed, rho=cfg.rho,
+        preset=cfg.preset, config=full_config, n_params=n_params, git_commit=git_commit(),
+        hardware=hardware_string(device),
+    )
+    label = f"{cfg.workload} {cfg.optimizer}{'' if cfg.optimizer != 'sam' else f' rho={cfg.rho:g}'} " \
+            f"w{format_width(cfg.width)} s{cfg.seed}"
+    for note in notes:
+        tqdm.write(f"{label}: {note}")
+
+    bar = tqdm(total=c.num_epochs, initial=state["epoch"], desc=label, leave=False,
+               disable=None if ex.progress else True, dynamic_ncols=True)
+    status, error = "done", None
+    try:
+        for epoch in range(state["epoch"], c.num_epochs):
+            t0 = time.perf_counter()
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            first_bad_step = torch.full((), math.inf, device=device)  # no per-step host sync
+            step_t = torch.full((), float(state["step"]), device=device)
+            grad_norm = e_norm = None
+            n_steps = 0
+            gen = make_generator(cfg.seed, f"data-order/{epoch}")
+            for batch in workload.train_batches(epoch, gen):
+                measure = n_steps == steps_per_epoch - 1
+                res = train_step(model, optimizer, workload.loss, batch,
+                                 micro_batch_size=cfg.micro_batch_size or None,
+                                 m_sharpness=cfg.m_sharpness or None,
+                                 measure_perturbation=measure)
+                scheduler.step()
+                loss = res.loss.detach().to(device)
+                loss_sum += loss
+                first_bad_step = torch.where(
+                    torch.isfinite(loss), first_bad_step, torch.minimum(first_bad_step, step_t))
+                step_t += 1
+                if res.grad_norm is not None:
+                    grad_norm = res.grad_norm
+                if res.perturbation_norm is not None:
+                    e_norm = res.perturbation_norm
+                state["step"] += 1
+                n_steps += 1
+                state["examples"] += c.batch_size
+                state["passes"] += 2 if cfg.optimizer == "sam" else 1
+            state["epoch"] = epoch + 1
+            state["wall_time_s"] += time.perf_counter() - t0
+            bad = first_bad_step.item()
+            row_metrics: dict[str, float] = {
+                "train/loss_first_pass": (loss_sum / max(n_steps, 1)).item(),
+                "train/lr": scheduler.get_last_lr()[0],
+                "time/wall_s": state["wall_time_s"],
+                "time/examples_seen": state["examples"],
+                "time/forward_backward_passes": state["passes"],
+            }
+            if grad_norm is not None:
+                row_metrics["sam/grad_norm"] = grad_norm.item()
+            if e_norm is not None:
+                row_metrics["sam/perturbation_norm"] = e_norm.item()
+            if math.isfinite(bad):
+                status, error = "diverged", f"non-finite training loss at step {int(bad)}"
+                state["diverged_step"] = int(bad)
+                store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
+                break
+            if state["epoch"] % c.eval_every == 0 or state["epoch"] == c.num_epochs:
+                model.eval()
+                evals = workload.evaluate(model)
+                row_metrics.update(evals)
+                val = evals.get(f"val/{target.name}")
+                if val is None:
+                    raise KeyError(f"{cfg.workload}.evaluate() returned no val/{target.name}")
+                if not math.isfinite(val):
+                    status, error = "diverged", f"non-finite val/{target.name} at epoch {epoch + 1}"
+                    state["diverged_step"] = state["step"]
+                    store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
+                    break
+                if state["best"] is None or target.better(val, state["best"]["val"]):
+                    state["best"] = {"epoch": state["epoch"], "step": state["step"], "val": val,
+                                     "test": evals.get(f"test/{target.name}", math.nan)}
+                store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
+                save_checkpoint(ckpt, {
+                    "run_id": run_id, "config": full_config, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(), "state": state,
+                })
+                if ex.verbose:
+                    shown = " ".join(f"{k} {v:.4g}" for k, v in evals.items())
+                    tqdm.write(f"{label} | epoch {state['epoch']}/{c.num_epochs} "
+                               f"step {state['step']} | {shown}")
+            else:
+                store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row_metrics['train/loss_first_pass']:.4g}")
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "failed", error="interrupted", wall_time_s=state["wall_time_s"],
+                         last_step=state["step"])
+        raise
+    except Exception as exc:  # recorded, and the grid goes on
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        bar.close()
+
+    best = state["best"] or {}
+    summary = {
+        "target": target.name, "target_mode": target.mode, "n_params": n_params,
+        "best/epoch": best.get("epoch"), f"best/val_{target.name}": best.get("val"),
+        f"best/test_{target.name}": best.get("test"), "steps": state["step"],
+        "epochs": state["epoch"], "examples_seen": state["examples"],
+        "forward_backward_passes": state["passes"], "wall_time_s": state["wall_time_s"],
+    }
+    if "diverged_step" in state:
+        summary["diverged_step"] = state["diverged_step"]
+    store.finish_run(run_id, status, summary=summary, error=error,
+                     wall_time_s=state["wall_time_s"], last_step=state["step"])
+    if status == "done":
+        Path(str(ckpt) + ".prev").unlink(missing_ok=True)  # keep only the final model
+    return RunOutcome(run_id, status, summary, error or "")

@@ -1,0 +1,234 @@
+"""One optimisation step, base or SAM, shared by every supervised workload.
+
+Handles what a correct SAM step needs beyond the optimizer itself:
+- batch-norm running statistics come from the clean pass only (``frozen_bn_stats``);
+- gradient accumulation over micro-batches (both passes see the full batch's gradient);
+- m-sharpness: one ascent per chunk of m examples, gradients at the chunk's own w + e_k averaged;
+- ``torch.amp`` GradScaler: unscale before the norm; inf/nan in either pass skips the step;
+- DistributedDataParallel: both passes all-reduced (exact, GPU-count-independent SAM), or
+  ``local_ascent=True`` for the official code's per-device ascent (first pass under no_sync).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from samcore.sam import SAM
+
+__all__ = ["frozen_bn_stats", "split_batch", "batch_size_of", "StepResult", "train_step"]
+
+LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Inside, batch norm in train mode still normalises by batch statistics but leaves its
+    running mean/var and ``num_batches_tracked`` untouched (SAM's second pass)."""
+    bns = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    for m in bns:
+        m.track_running_stats = False  # forward then passes no running buffers to F.batch_norm
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
+def batch_size_of(batch: Any) -> int:
+    """Leading dimension of the first tensor in a (nested) batch."""
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, dict):
+        return batch_size_of(next(iter(batch.values())))
+    if isinstance(batch, (list, tuple)):
+        return batch_size_of(batch[0])
+    raise TypeError(f"cannot find the batch size of {type(batch).__name__}; give split_batch")
+
+
+def split_batch(batch: Any, chunk_size: int) -> list[tuple[Any, float]]:
+    """Split a tensor / tuple / dict batch along dim 0 into chunks of ``chunk_size``.
+
+    Returns (chunk, weight) pairs; weights are chunk fractions of the batch, so weighted
+    chunk-mean losses add up to the batch-mean loss even when the last chunk is short.
+    """
+    n = batch_size_of(batch)
+    starts = range(0, n, chunk_size)
+
+    def take(obj: Any, s: int) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj[s : s + chunk_size]
+        if isinstance(obj, dict):
+            return {k: take(v, s) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(take(v, s) for v in obj)
+        raise TypeError(f"cannot split a batch holding {type(obj).__name__}; give split_batch")
+
+    return [(take(batch, s), min(chunk_size, n - s) / n) for s in starts]
+
+
+@dataclass
+class StepResult:
+    """What one step measured. Tensors stay on the device (no host sync) until read."""
+
+    loss: torch.Tensor  # batch-mean loss at w (the first pass)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    grad_norm: torch.Tensor | None = None  # ||g|| at w (SAM only)
+    perturbation_norm: torch.Tensor | None = None  # ||e|| (SAM only, when measured)
+    skipped: torch.Tensor | bool = False  # GradScaler found inf/nan: no update was made
+
+
+def _ddp_no_sync(model: nn.Module, skip_sync: bool) -> contextlib.AbstractContextManager:
+    if skip_sync and hasattr(model, "no_sync"):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def _backward_chunks(
+    model: nn.Module,
+    loss_fn: LossFn,
+    chunks: Sequence[tuple[Any, float]],
+    scaler: torch.amp.GradScaler | None,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+    sync_last: bool,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Accumulate d(sum_k w_k loss_k)/dparams into .grad; DDP syncs only the last chunk."""
+    total = torch.zeros(())
+    metrics: dict[str, torch.Tensor] = {}
+    for i, (chunk, weight) in enumerate(chunks):
+        last = i == len(chunks) - 1
+        with _ddp_no_sync(model, skip_sync=not (last and sync_last)):
+            with autocast():
+                loss, extra = loss_fn(model, chunk)
+            weighted = loss * weight
+            (scaler.scale(weighted) if scaler is not None else weighted).backward()
+        total = total.to(loss.device) + weighted.detach().float()
+        for k, v in extra.items():
+            metrics[k] = metrics.get(k, 0) + v.detach().float() * weight
+    return total, metrics
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    batch: Any,
+    *,
+    micro_batch_size: int | None = None,
+    m_sharpness: int | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    local_ascent: bool = False,
+    measure_perturbation: bool = False,
+    split: Callable[[Any, int], list[tuple[Any, float]]] = split_batch,
+) -> StepResult:
+    """One base or SAM step on ``batch``. ``loss_fn(model, batch) -> (mean loss, metrics)``.
+
+    micro_batch_size: accumulate gradients over chunks of this size (both SAM passes).
+    m_sharpness: SAM ascent per chunk of m examples (Foret et al.'s m-sharpness); the
+        update uses the mean of the chunks' perturbed gradients.
+    local_ascent: under DDP, compute the ascent from this rank's gradient only (the official
+        code's per-device SAM); default False all-reduces the first pass too.
+    """
+    device_type = next(model.parameters()).device.type
+
+    def autocast() -> contextlib.AbstractContextManager:
+        if autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device_type, dtype=autocast_dtype)
+
+    n = batch_size_of(batch) if (micro_batch_size or m_sharpness) else 0
+    chunks = split(batch, micro_batch_size) if micro_batch_size and micro_batch_size < n else [(batch, 1.0)]
+    is_sam = isinstance(optimizer, SAM)
+
+    optimizer.zero_grad()
+    if is_sam and m_sharpness and m_sharpness < n:
+        if hasattr(model, "no_sync"):
+            raise ValueError("m-sharpness with m below the local batch is not supported under DDP")
+        return _m_sharpness_step(model, optimizer, loss_fn, split(batch, m_sharpness), scaler, autocast)
+
+    loss, metrics = _backward_chunks(
+        model, loss_fn, chunks, scaler, autocast, sync_last=not (is_sam and local_ascent)
+    )
+    if not is_sam:
+        if scaler is None:
+            optimizer.step()
+            return StepResult(loss, metrics)
+        scale_before = scaler.get_scale()
+        scaler.step(optimizer)
+        scaler.update()
+        return StepResult(loss, metrics, skipped=scaler.get_scale() < scale_before)
+
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # the norm must be of the true gradient
+    grad_norm = optimizer.first_step(zero_grad=True)
+    if scaler is not None and not torch.isfinite(grad_norm):  # host sync, as GradScaler.step
+        optimizer.unperturb()  # exact restore from the saved weights
+        optimizer.zero_grad()
+        scaler.update()  # lowers the scale (unscale_ recorded the inf)
+        return StepResult(loss, metrics, grad_norm=grad_norm, skipped=True)
+    e_norm = optimizer.perturbation_norm() if measure_perturbation else None
+
+    with frozen_bn_stats(model):
+        _backward_chunks(model, loss_fn, chunks, scaler, autocast, sync_last=True)
+    if scaler is None:
+        optimizer.second_step()
+        return StepResult(loss, metrics, grad_norm=grad_norm, perturbation_norm=e_norm)
+    # The base optimizer has its own GradScaler state, so the second pass can be unscaled
+    # and inf-checked separately; scaler.step skips the update when that pass overflowed.
+    scaler.unscale_(optimizer.base_optimizer)
+    optimizer.unperturb()
+    scale_before = scaler.get_scale()
+    scaler.step(optimizer.base_optimizer)
+    optimizer._opt_called = True  # LR schedulers watch the SAM object's step
+    scaler.update()
+    return StepResult(
+        loss,
+        metrics,
+        grad_norm=grad_norm,
+        perturbation_norm=e_norm,
+        skipped=scaler.get_scale() < scale_before,
+    )
+
+
+def _m_sharpness_step(
+    model: nn.Module,
+    optimizer: SAM,
+    loss_fn: LossFn,
+    chunks: Sequence[tuple[Any, float]],
+    scaler: torch.amp.GradScaler | None,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> StepResult:
+    if scaler is not None:
+        raise ValueError("m-sharpness is not supported together with a GradScaler")
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+    accumulated = [torch.zeros_like(p) for p in params]
+    total_loss = torch.zeros(())
+    metrics: dict[str, torch.Tensor] = {}
+    norms = []
+    for chunk, weight in chunks:
+        optimizer.zero_grad()
+        loss, extra = _backward_chunks(model, loss_fn, [(chunk, 1.0)], None, autocast, True)
+        total_loss = total_loss.to(loss.device) + loss * weight
+        for k, v in extra.items():
+            metrics[k] = metrics.get(k, 0) + v * weight
+        norms.append(optimizer.first_step(zero_grad=True))
+        with frozen_bn_stats(model):
+            _backward_chunks(model, loss_fn, [(chunk, weight)], None, autocast, True)
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        torch._foreach_add_(accumulated, grads)
+        optimizer.unperturb()
+    for p, acc in zip(params, accumulated):
+        p.grad = acc
+    optimizer.base_optimizer.step()
+    optimizer._opt_called = True
+    return StepResult(total_loss, metrics, grad_norm=torch.stack(norms).mean())
