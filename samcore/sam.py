@@ -84,7 +84,9 @@ class SAM(torch.optim.Optimizer):
             norms.extend(n.to(device) for n in torch._foreach_norm(grads))
         if not norms:
             return torch.zeros(())
-        return torch.linalg.vector_norm(torch.stack(norms).float())
+        stacked = torch.stack(norms)
+        # Half-precision norms are accumulated in float32; float64 models keep float64.
+        return torch.linalg.vector_norm(stacked.to(torch.promote_types(stacked.dtype, torch.float32)))
 
     # ------------------------------------------------------------------ SAM steps
     @torch.no_grad()

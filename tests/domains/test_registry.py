@@ -1,0 +1,117 @@
+"""Registry behaviour, and the registry-wide smoke test every workload gets for free."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from domains import (
+    ConfigError,
+    MissingDataError,
+    UnknownWorkloadError,
+    create_workload,
+    default_workload,
+    domain_names,
+    get_spec,
+    list_workloads,
+    register,
+    resolve_data_root,
+)
+from samcore import SAM, count_params, train_step
+
+
+def test_domains_and_default_workload():
+    assert {"synthetic", "vision", "language", "graph", "rl"} <= set(domain_names())
+    assert default_workload("synthetic") == "synthetic-regression"
+    assert "synthetic-regression" in list_workloads("synthetic-*")
+    with pytest.raises(UnknownWorkloadError, match="unknown domain"):
+        list_workloads(domain="chemistry")
+
+
+def test_unknown_workload_lists_the_known_ones():
+    with pytest.raises(UnknownWorkloadError, match="synthetic-regression"):
+        get_spec("synthetic-regresion")
+
+
+def test_duplicate_registration_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        register("synthetic-regression", domain="synthetic")(lambda **kw: None)
+
+
+def test_overrides_are_checked_and_typed():
+    w = create_workload("synthetic-regression", "smoke", num_epochs="3", learning_rate=1,
+                        lr_milestones="0.3,0.6")
+    assert w.config.num_epochs == 3 and isinstance(w.config.num_epochs, int)
+    assert w.config.learning_rate == 1.0 and isinstance(w.config.learning_rate, float)
+    assert w.config.lr_milestones == (0.3, 0.6)
+    with pytest.raises(ConfigError, match="unknown config key 'num_epoch'"):
+        create_workload("synthetic-regression", "smoke", num_epoch=3)
+    with pytest.raises(ConfigError, match="integer"):
+        create_workload("synthetic-regression", "smoke", num_epochs="3.5")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        create_workload("synthetic-regression", "fast")
+
+
+def test_data_root_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAM_DATA", str(tmp_path))
+    assert resolve_data_root(None) == tmp_path
+    assert resolve_data_root("/x") == Path("/x")
+    monkeypatch.delenv("SAM_DATA")
+    assert resolve_data_root(None).name == "sam-overparam"
+
+
+def test_missing_data_error_names_everything():
+    err = MissingDataError("MNIST", "/data/MNIST/raw", "run with --data-root or go online")
+    assert "MNIST" in str(err) and "/data/MNIST/raw" in str(err) and "--data-root" in str(err)
+
+
+def _data_root():
+    return resolve_data_root(os.environ.get("SAM_DATA"))
+
+
+@pytest.mark.parametrize("name", list_workloads())
+def test_every_workload_smoke_two_sam_steps(name):
+    """Smoke preset, smallest width: finite loss, every parameter gets a gradient, eval has
+    the target metric on val and test."""
+    workload = create_workload(name, "smoke")
+    try:
+        workload.setup_data(_data_root(), torch.device("cpu"))
+    except MissingDataError as exc:
+        pytest.skip(str(exc))
+    width = min(workload.widths)
+    torch.manual_seed(0)
+    model = workload.build_model(width)
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.01)
+    batches = workload.train_batches(0, torch.Generator().manual_seed(0))
+    for _ in range(2):
+        res = train_step(model, opt, workload.loss, next(batches))
+        assert torch.isfinite(res.loss)
+    opt.zero_grad()
+    model.train()
+    workload.loss(model, next(iter(workload.train_batches(1, torch.Generator().manual_seed(1)))))[0].backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing}"
+    model.eval()
+    metrics = workload.evaluate(model)
+    t = workload.target.name
+    assert f"val/{t}" in metrics and f"test/{t}" in metrics
+
+
+@pytest.mark.parametrize("name", list_workloads())
+def test_parameter_count_strictly_increases_with_width(name):
+    workload = create_workload(name, "paper" if "paper" in get_spec(name).presets else "smoke")
+    counts = []
+    for w in sorted(workload.widths):
+        with torch.device("meta"):
+            counts.append(count_params(workload.build_model(w)))
+    assert all(a < b for a, b in zip(counts, counts[1:])), counts
+
+
+def test_synthetic_parameter_counts_match_the_paper():
+    workload = create_workload("synthetic-regression", "paper")
+    counts = [count_params(workload.build_model(w)) for w in workload.widths]
+    assert counts == [102 * h + 1 for h in range(100, 1001, 100)]
+    assert counts[0] == 10_201 and counts[-1] == 102_001
