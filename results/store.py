@@ -105,10 +105,24 @@ class Store:
         row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _decode(row) if row else None
 
-    def start_run(self, run_id: str, *, name: str, workload: str, domain: str, optimizer: str,
-                  base_optimizer: str, width: float, seed: int, rho: float, preset: str,
-                  config: Mapping[str, Any], n_params: int, git_commit: str,
-                  hardware: str) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        name: str,
+        workload: str,
+        domain: str,
+        optimizer: str,
+        base_optimizer: str,
+        width: float,
+        seed: int,
+        rho: float,
+        preset: str,
+        config: Mapping[str, Any],
+        n_params: int,
+        git_commit: str,
+        hardware: str,
+    ) -> None:
         """Insert the run as ``running``, or mark an existing (killed / failed) row running again."""
         self._write(
             """INSERT INTO runs (id, name, workload, domain, optimizer, base_optimizer, width, seed,
@@ -116,23 +130,54 @@ class Store:
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
                ON CONFLICT(id) DO UPDATE SET status = 'running', error = NULL, ended_at = NULL,
                    git_commit = excluded.git_commit, hardware = excluded.hardware""",
-            (run_id, name, workload, domain, optimizer, base_optimizer, width, seed, rho, preset,
-             json.dumps(config, sort_keys=True), n_params, git_commit, hardware, _now()),
+            (
+                run_id,
+                name,
+                workload,
+                domain,
+                optimizer,
+                base_optimizer,
+                width,
+                seed,
+                rho,
+                preset,
+                json.dumps(config, sort_keys=True),
+                n_params,
+                git_commit,
+                hardware,
+                _now(),
+            ),
         )
 
-    def finish_run(self, run_id: str, status: str, *, summary: Mapping[str, Any] | None = None,
-                   error: str | None = None, wall_time_s: float | None = None,
-                   last_step: int | None = None) -> None:
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        summary: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        wall_time_s: float | None = None,
+        last_step: int | None = None,
+    ) -> None:
         if status not in STATUSES or status == "running":
             raise ValueError(f"finish status must be done, diverged or failed, got {status!r}")
         self._write(
             """UPDATE runs SET status = ?, summary = ?, error = ?, wall_time_s = ?,
                    last_step = ?, ended_at = ? WHERE id = ?""",
-            (status, json.dumps(summary or {}, sort_keys=True), error, wall_time_s, last_step,
-             _now(), run_id),
+            (
+                status,
+                json.dumps(summary or {}, sort_keys=True),
+                error,
+                wall_time_s,
+                last_step,
+                _now(),
+                run_id,
+            ),
         )
 
-    def runs(self, *, workload: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    def runs(
+        self, *, workload: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
         sql, params = "SELECT * FROM runs WHERE 1=1", []
         if workload is not None:
             sql, params = sql + " AND workload = ?", params + [workload]
@@ -142,8 +187,9 @@ class Store:
         return [_decode(r) for r in rows]
 
     # ------------------------------------------------------------------ metrics
-    def log_metrics(self, run_id: str, step: int, epoch: float | None,
-                    metrics: Mapping[str, float]) -> None:
+    def log_metrics(
+        self, run_id: str, step: int, epoch: float | None, metrics: Mapping[str, float]
+    ) -> None:
         rows = [(run_id, step, epoch, k, float(v)) for k, v in metrics.items()]
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -169,7 +215,10 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Row counts, for tests and sanity checks."""
-        return {t: self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "metrics")}
+        return {
+            t: self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("runs", "metrics")
+        }
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:

@@ -44,17 +44,27 @@ def width_rows(store: Store, workload: str) -> list[dict[str, Any]]:
         best_rho, sam = None, {}
         if sam_by_rho:
             best_rho = (max if mode == "max" else min)(
-                sam_by_rho, key=lambda rho: statistics.fmean(r["summary"][val_key] for r in sam_by_rho[rho]))
+                sam_by_rho,
+                key=lambda rho: statistics.fmean(r["summary"][val_key] for r in sam_by_rho[rho]),
+            )
             sam = {r["seed"]: r["summary"][test_key] for r in sam_by_rho[best_rho]}
         paired = sorted(set(base) & set(sam))
         gains = [sign * (sam[s] - base[s]) for s in paired]
         if not gains and base and sam:
             gains = [sign * (statistics.fmean(sam.values()) - statistics.fmean(base.values()))]
-        rows.append({
-            "width": width, "params": group[0]["n_params"], "target": target, "mode": mode,
-            "base": _mean_std(list(base.values())), "sam": _mean_std(list(sam.values())),
-            "rho": best_rho, "gain": _mean_std(gains), "seeds": len(paired) or max(len(base), len(sam)),
-        })
+        rows.append(
+            {
+                "width": width,
+                "params": group[0]["n_params"],
+                "target": target,
+                "mode": mode,
+                "base": _mean_std(list(base.values())),
+                "sam": _mean_std(list(sam.values())),
+                "rho": best_rho,
+                "gain": _mean_std(gains),
+                "seeds": len(paired) or max(len(base), len(sam)),
+            }
+        )
     return rows
 
 
@@ -79,8 +89,10 @@ def workload_table(store: Store, workload: str) -> str:
     ]
     for r in rows:
         rho = "-" if r["rho"] is None else f"{r['rho']:g}"
-        lines.append(f"| {r['width']:g}x | {r['params']:,} | {_fmt(r['base'])} | {_fmt(r['sam'])} "
-                     f"| {rho} | {_fmt(r['gain'])} | {r['seeds']} |")
+        lines.append(
+            f"| {r['width']:g}x | {r['params']:,} | {_fmt(r['base'])} | {_fmt(r['sam'])} "
+            f"| {rho} | {_fmt(r['gain'])} | {r['seeds']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -68,5 +68,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any] | None, list[str]]
 
 def remove_checkpoint(path: str | Path) -> None:
     path = Path(path)
-    for candidate in (path, path.with_name(path.name + ".prev"), path.with_name(path.name + ".tmp")):
+    for candidate in (
+        path,
+        path.with_name(path.name + ".prev"),
+        path.with_name(path.name + ".tmp"),
+    ):
         candidate.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """Print (and write) the per-workload tables regenerated from the store alone.
 
-    python runners/report.py [--results results] [--workload NAME]
+python runners/report.py [--results results] [--workload NAME]
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     db = Path(args.results) / "runs.sqlite"
     if not db.exists():
-        print(f"report.py: error: no results store at {db}; run runners/run.py first", file=sys.stderr)
+        print(
+            f"report.py: error: no results store at {db}; run runners/run.py first", file=sys.stderr
+        )
         return 2
     try:
         store = Store(db)

@@ -51,28 +51,47 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="run.py", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(
+        prog="run.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--domain", help=f"one of: {', '.join(domain_names())}")
     p.add_argument("--workload", help="workload name (default: the domain's default workload)")
     p.add_argument("--width", default="1x", help="'4x', '0.25x,1x,4x' or 'all' (default 1x)")
-    p.add_argument("--optimizer", default="both", choices=OPTIMIZER_CHOICES,
-                   help="base = the workload's base optimizer; both = base and SAM (default)")
+    p.add_argument(
+        "--optimizer",
+        default="both",
+        choices=OPTIMIZER_CHOICES,
+        help="base = the workload's base optimizer; both = base and SAM (default)",
+    )
     p.add_argument("--rho", default=None, help="SAM radius, or a comma list (default: workload's)")
     p.add_argument("--adaptive", action="store_true", help="adaptive SAM (ASAM)")
     p.add_argument("--m-sharpness", type=int, default=0, help="ascent per m examples (0 = off)")
-    p.add_argument("--micro-batch-size", type=int, default=0,
-                   help="accumulate gradients over chunks of this size (0 = off)")
+    p.add_argument(
+        "--micro-batch-size",
+        type=int,
+        default=0,
+        help="accumulate gradients over chunks of this size (0 = off)",
+    )
     p.add_argument("--seeds", default="0", help="comma list, e.g. 0,1,2 (default 0)")
-    p.add_argument("--preset", default=None,
-                   help="workload preset: smoke | quick | paper | ... (default quick; paper for --list)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="workload preset: smoke | quick | paper | ... (default quick; paper for --list)",
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    p.add_argument("--data-root", default=None,
-                   help="data sets folder (default: $SAM_DATA, else ~/.cache/sam-overparam)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="data sets folder (default: $SAM_DATA, else ~/.cache/sam-overparam)",
+    )
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--list", action="store_true", help="list workloads, widths, parameter counts")
     p.add_argument("--list-config", action="store_true", help="print the resolved workload config")
-    p.add_argument("--format", default="text", choices=("text", "json"), help="--list output format")
+    p.add_argument(
+        "--format", default="text", choices=("text", "json"), help="--list output format"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per evaluation")
     return p
@@ -85,7 +104,9 @@ def _parse_overrides(extra: list[str]) -> dict[str, str]:
     while i < len(extra):
         tok = extra[i]
         if not tok.startswith("--") or len(tok) < 3:
-            raise UsageError(f"unexpected argument {tok!r}; workload overrides look like --key=value")
+            raise UsageError(
+                f"unexpected argument {tok!r}; workload overrides look like --key=value"
+            )
         key, eq, value = tok[2:].partition("=")
         if not eq:
             if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
@@ -100,7 +121,9 @@ def _parse_floats(text: str, what: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise UsageError(f"{what} must be a number or comma list of numbers, got {text!r}") from None
+        raise UsageError(
+            f"{what} must be a number or comma list of numbers, got {text!r}"
+        ) from None
     return values
 
 
@@ -127,11 +150,15 @@ def _check_device(device: str) -> None:
 
 def _select_workloads(args: argparse.Namespace) -> list[str]:
     if args.domain is not None and args.domain not in domain_names():
-        raise UsageError(f"unknown domain {args.domain!r}; expected one of {', '.join(domain_names())}")
+        raise UsageError(
+            f"unknown domain {args.domain!r}; expected one of {', '.join(domain_names())}"
+        )
     if args.workload is not None:
         spec = get_spec(args.workload)
         if args.domain is not None and spec.domain != args.domain:
-            raise UsageError(f"workload {args.workload!r} is in domain {spec.domain!r}, not {args.domain!r}")
+            raise UsageError(
+                f"workload {args.workload!r} is in domain {spec.domain!r}, not {args.domain!r}"
+            )
         return [args.workload]
     if args.list:
         return list_workloads(domain=args.domain)
@@ -155,8 +182,14 @@ def _list(names: list[str], preset: str | None, overrides: dict[str, str], fmt: 
         chosen = preset or ("paper" if "paper" in spec.presets else spec.presets[0])
         workload = create_workload(name, chosen, **overrides)
         for w in workload.widths:
-            rows.append({"domain": spec.domain, "workload": name, "width": format_width(w),
-                         "params": _param_count(workload, w)})
+            rows.append(
+                {
+                    "domain": spec.domain,
+                    "workload": name,
+                    "width": format_width(w),
+                    "params": _param_count(workload, w),
+                }
+            )
     if fmt == "json":
         print(json.dumps(rows))
         return
@@ -182,21 +215,33 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
         raise UsageError("--m-sharpness and --micro-batch-size must be >= 0")
     seeds = _parse_seeds(args.seeds)
     if c.optimizer not in BASE_OPTIMIZERS:
-        raise UsageError(f"workload base optimizer {c.optimizer!r} is not one of {sorted(BASE_OPTIMIZERS)}")
+        raise UsageError(
+            f"workload base optimizer {c.optimizer!r} is not one of {sorted(BASE_OPTIMIZERS)}"
+        )
     opts = {"base": [c.optimizer], "sam": ["sam"], "both": [c.optimizer, "sam"]}.get(
-        args.optimizer, [args.optimizer])
+        args.optimizer, [args.optimizer]
+    )
     wl_config = dataclasses.asdict(c)
     plan = []
     for w in widths:
         for opt in opts:
-            for rho in (rhos if opt == "sam" else [0.0]):
+            for rho in rhos if opt == "sam" else [0.0]:
                 for seed in seeds:
-                    plan.append(RunConfig(
-                        workload=workload.name, preset=preset, width=w, optimizer=opt,
-                        base_optimizer=c.optimizer if opt == "sam" else opt, seed=seed, rho=rho,
-                        adaptive=args.adaptive and opt == "sam",
-                        m_sharpness=args.m_sharpness if opt == "sam" else 0,
-                        micro_batch_size=args.micro_batch_size, workload_config=wl_config))
+                    plan.append(
+                        RunConfig(
+                            workload=workload.name,
+                            preset=preset,
+                            width=w,
+                            optimizer=opt,
+                            base_optimizer=c.optimizer if opt == "sam" else opt,
+                            seed=seed,
+                            rho=rho,
+                            adaptive=args.adaptive and opt == "sam",
+                            m_sharpness=args.m_sharpness if opt == "sam" else 0,
+                            micro_batch_size=args.micro_batch_size,
+                            workload_config=wl_config,
+                        )
+                    )
     return plan
 
 
@@ -220,15 +265,28 @@ def main(argv: list[str] | None = None) -> int:
         store = Store(results_dir / "runs.sqlite")
         data_root = resolve_data_root(args.data_root)
         workload.setup_data(data_root, torch.device(args.device))
-    except (UsageError, ConfigError, UnknownWorkloadError, WidthError, MissingDataError,
-            StoreError, ValueError) as exc:
+    except (
+        UsageError,
+        ConfigError,
+        UnknownWorkloadError,
+        WidthError,
+        MissingDataError,
+        StoreError,
+        ValueError,
+    ) as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
 
-    print(f"{workload.name} [{preset}] {len(plan)} run(s); config: "
-          f"{json.dumps(dataclasses.asdict(workload.config), sort_keys=True)}")
-    ex = Execution(device=args.device, results_dir=results_dir,
-                   progress=not args.no_progress, verbose=args.verbose)
+    print(
+        f"{workload.name} [{preset}] {len(plan)} run(s); config: "
+        f"{json.dumps(dataclasses.asdict(workload.config), sort_keys=True)}"
+    )
+    ex = Execution(
+        device=args.device,
+        results_dir=results_dir,
+        progress=not args.no_progress,
+        verbose=args.verbose,
+    )
     failures = 0
     target = workload.target
     for cfg in plan:
@@ -236,13 +294,21 @@ def main(argv: list[str] | None = None) -> int:
         s = out.summary
         opt = f"sam rho={cfg.rho:g}" if cfg.optimizer == "sam" else cfg.optimizer
         val, test = s.get(f"best/val_{target.name}"), s.get(f"best/test_{target.name}")
-        metrics = (f"val/{target.name} {val:.5g}  test/{target.name} {test:.5g}  "
-                   f"(best epoch {s.get('best/epoch')})") if val is not None else ""
+        metrics = (
+            (
+                f"val/{target.name} {val:.5g}  test/{target.name} {test:.5g}  "
+                f"(best epoch {s.get('best/epoch')})"
+            )
+            if val is not None
+            else ""
+        )
         wall = s.get("wall_time_s")
-        print(f"{out.status:<8} {cfg.workload} {opt} w{format_width(cfg.width)} s{cfg.seed}  "
-              f"params {s.get('n_params', 0):,}  {metrics}  "
-              f"{'' if wall is None else f'{wall:.1f}s'}  id {out.run_id}"
-              f"{'  ' + out.message if out.message else ''}")
+        print(
+            f"{out.status:<8} {cfg.workload} {opt} w{format_width(cfg.width)} s{cfg.seed}  "
+            f"params {s.get('n_params', 0):,}  {metrics}  "
+            f"{'' if wall is None else f'{wall:.1f}s'}  id {out.run_id}"
+            f"{'  ' + out.message if out.message else ''}"
+        )
         failures += out.status == "failed"
     print()
     print(workload_table(store, workload.name))

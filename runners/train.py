@@ -60,10 +60,16 @@ class RunOutcome:
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (rev or "unknown") + ("+dirty" if dirty else "")
@@ -71,12 +77,18 @@ def git_commit() -> str:
 
 def hardware_string(device: torch.device) -> str:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return (f"{platform.node()} {device.type}:{name or platform.machine()} "
-            f"threads={torch.get_num_threads()} torch={torch.__version__}")
+    return (
+        f"{platform.node()} {device.type}:{name or platform.machine()} "
+        f"threads={torch.get_num_threads()} torch={torch.__version__}"
+    )
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -109,18 +121,34 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     model = workload.build_model(cfg.width).to(device)
     n_params = count_params(model)
     optimizer = build_optimizer(
-        model, cfg.base_optimizer, lr=c.learning_rate, weight_decay=c.weight_decay,
-        momentum=c.momentum, betas=c.betas, eps=c.adam_eps, sam=cfg.optimizer == "sam",
-        rho=cfg.rho, adaptive=cfg.adaptive, decay_norm_and_bias=c.decay_norm_and_bias,
+        model,
+        cfg.base_optimizer,
+        lr=c.learning_rate,
+        weight_decay=c.weight_decay,
+        momentum=c.momentum,
+        betas=c.betas,
+        eps=c.adam_eps,
+        sam=cfg.optimizer == "sam",
+        rho=cfg.rho,
+        adaptive=cfg.adaptive,
+        decay_norm_and_bias=c.decay_norm_and_bias,
     )
     steps_per_epoch = workload.steps_per_epoch()
     total_steps = c.num_epochs * steps_per_epoch
-    scheduler = build_scheduler(optimizer, LRSchedule(
-        c.lr_schedule, total_steps, tuple(c.lr_milestones), c.lr_gamma, c.warmup_steps))
+    scheduler = build_scheduler(
+        optimizer,
+        LRSchedule(c.lr_schedule, total_steps, tuple(c.lr_milestones), c.lr_gamma, c.warmup_steps),
+    )
     seed_everything(stream_seed(cfg.seed, "dropout"))  # what the global generator serves now
 
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "wall_time_s": 0.0,
-                             "examples": 0, "passes": 0}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best": None,
+        "wall_time_s": 0.0,
+        "examples": 0,
+        "passes": 0,
+    }
     ckpt = checkpoint_path(ex.results_dir, run_id)
     notes: list[str] = []
     if row is not None:  # a run that was killed or failed: resume from its checkpoint
@@ -138,21 +166,41 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
         store.delete_metrics_after(run_id, state["step"] if payload else -1)
 
     name = cfg.run_name()
-    full_config = {"run": cfg.to_dict(), "execution": {"device": ex.device,
-                                                       "results_dir": str(ex.results_dir)}}
+    full_config = {
+        "run": cfg.to_dict(),
+        "execution": {"device": ex.device, "results_dir": str(ex.results_dir)},
+    }
     store.start_run(
-        run_id, name=name, workload=cfg.workload, domain=workload.domain, optimizer=cfg.optimizer,
-        base_optimizer=cfg.base_optimizer, width=cfg.width, seed=cfg.seed, rho=cfg.rho,
-        preset=cfg.preset, config=full_config, n_params=n_params, git_commit=git_commit(),
+        run_id,
+        name=name,
+        workload=cfg.workload,
+        domain=workload.domain,
+        optimizer=cfg.optimizer,
+        base_optimizer=cfg.base_optimizer,
+        width=cfg.width,
+        seed=cfg.seed,
+        rho=cfg.rho,
+        preset=cfg.preset,
+        config=full_config,
+        n_params=n_params,
+        git_commit=git_commit(),
         hardware=hardware_string(device),
     )
-    label = f"{cfg.workload} {cfg.optimizer}{'' if cfg.optimizer != 'sam' else f' rho={cfg.rho:g}'} " \
-            f"w{format_width(cfg.width)} s{cfg.seed}"
+    label = (
+        f"{cfg.workload} {cfg.optimizer}{'' if cfg.optimizer != 'sam' else f' rho={cfg.rho:g}'} "
+        f"w{format_width(cfg.width)} s{cfg.seed}"
+    )
     for note in notes:
         tqdm.write(f"{label}: {note}")
 
-    bar = tqdm(total=c.num_epochs, initial=state["epoch"], desc=label, leave=False,
-               disable=None if ex.progress else True, dynamic_ncols=True)
+    bar = tqdm(
+        total=c.num_epochs,
+        initial=state["epoch"],
+        desc=label,
+        leave=False,
+        disable=None if ex.progress else True,
+        dynamic_ncols=True,
+    )
     status, error = "done", None
     try:
         for epoch in range(state["epoch"], c.num_epochs):
@@ -166,15 +214,21 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
             gen = make_generator(cfg.seed, f"data-order/{epoch}")
             for batch in workload.train_batches(epoch, gen):
                 measure = n_steps == steps_per_epoch - 1
-                res = train_step(model, optimizer, workload.loss, batch,
-                                 micro_batch_size=cfg.micro_batch_size or None,
-                                 m_sharpness=cfg.m_sharpness or None,
-                                 measure_perturbation=measure)
+                res = train_step(
+                    model,
+                    optimizer,
+                    workload.loss,
+                    batch,
+                    micro_batch_size=cfg.micro_batch_size or None,
+                    m_sharpness=cfg.m_sharpness or None,
+                    measure_perturbation=measure,
+                )
                 scheduler.step()
                 loss = res.loss.detach().to(device)
                 loss_sum += loss
                 first_bad_step = torch.where(
-                    torch.isfinite(loss), first_bad_step, torch.minimum(first_bad_step, step_t))
+                    torch.isfinite(loss), first_bad_step, torch.minimum(first_bad_step, step_t)
+                )
                 step_t += 1
                 if res.grad_norm is not None:
                     grad_norm = res.grad_norm
@@ -216,25 +270,43 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                     store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
                     break
                 if state["best"] is None or target.better(val, state["best"]["val"]):
-                    state["best"] = {"epoch": state["epoch"], "step": state["step"], "val": val,
-                                     "test": evals.get(f"test/{target.name}", math.nan)}
+                    state["best"] = {
+                        "epoch": state["epoch"],
+                        "step": state["step"],
+                        "val": val,
+                        "test": evals.get(f"test/{target.name}", math.nan),
+                    }
                 store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
-                save_checkpoint(ckpt, {
-                    "run_id": run_id, "config": full_config, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(), "state": state,
-                })
+                save_checkpoint(
+                    ckpt,
+                    {
+                        "run_id": run_id,
+                        "config": full_config,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": _rng_state(),
+                        "state": state,
+                    },
+                )
                 if ex.verbose:
                     shown = " ".join(f"{k} {v:.4g}" for k, v in evals.items())
-                    tqdm.write(f"{label} | epoch {state['epoch']}/{c.num_epochs} "
-                               f"step {state['step']} | {shown}")
+                    tqdm.write(
+                        f"{label} | epoch {state['epoch']}/{c.num_epochs} "
+                        f"step {state['step']} | {shown}"
+                    )
             else:
                 store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{row_metrics['train/loss_first_pass']:.4g}")
     except KeyboardInterrupt:
-        store.finish_run(run_id, "failed", error="interrupted", wall_time_s=state["wall_time_s"],
-                         last_step=state["step"])
+        store.finish_run(
+            run_id,
+            "failed",
+            error="interrupted",
+            wall_time_s=state["wall_time_s"],
+            last_step=state["step"],
+        )
         raise
     except Exception as exc:  # recorded, and the grid goes on
         status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -243,16 +315,28 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
 
     best = state["best"] or {}
     summary = {
-        "target": target.name, "target_mode": target.mode, "n_params": n_params,
-        "best/epoch": best.get("epoch"), f"best/val_{target.name}": best.get("val"),
-        f"best/test_{target.name}": best.get("test"), "steps": state["step"],
-        "epochs": state["epoch"], "examples_seen": state["examples"],
-        "forward_backward_passes": state["passes"], "wall_time_s": state["wall_time_s"],
+        "target": target.name,
+        "target_mode": target.mode,
+        "n_params": n_params,
+        "best/epoch": best.get("epoch"),
+        f"best/val_{target.name}": best.get("val"),
+        f"best/test_{target.name}": best.get("test"),
+        "steps": state["step"],
+        "epochs": state["epoch"],
+        "examples_seen": state["examples"],
+        "forward_backward_passes": state["passes"],
+        "wall_time_s": state["wall_time_s"],
     }
     if "diverged_step" in state:
         summary["diverged_step"] = state["diverged_step"]
-    store.finish_run(run_id, status, summary=summary, error=error,
-                     wall_time_s=state["wall_time_s"], last_step=state["step"])
+    store.finish_run(
+        run_id,
+        status,
+        summary=summary,
+        error=error,
+        wall_time_s=state["wall_time_s"],
+        last_step=state["step"],
+    )
     if status == "done":
         Path(str(ckpt) + ".prev").unlink(missing_ok=True)  # keep only the final model
     return RunOutcome(run_id, status, summary, error or "")

@@ -49,7 +49,9 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """``build_optimizer(model, "sgd", lr=0.1, momentum=0.9, sam=True, rho=0.05)``."""
     if name not in BASE_OPTIMIZERS:
-        raise ValueError(f"unknown base optimizer {name!r}; expected one of {sorted(BASE_OPTIMIZERS)}")
+        raise ValueError(
+            f"unknown base optimizer {name!r}; expected one of {sorted(BASE_OPTIMIZERS)}"
+        )
     kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
     if name == "sgd":
         kwargs["momentum"] = momentum

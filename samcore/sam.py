@@ -86,7 +86,9 @@ class SAM(torch.optim.Optimizer):
             return torch.zeros(())
         stacked = torch.stack(norms)
         # Half-precision norms are accumulated in float32; float64 models keep float64.
-        return torch.linalg.vector_norm(stacked.to(torch.promote_types(stacked.dtype, torch.float32)))
+        return torch.linalg.vector_norm(
+            stacked.to(torch.promote_types(stacked.dtype, torch.float32))
+        )
 
     # ------------------------------------------------------------------ SAM steps
     @torch.no_grad()

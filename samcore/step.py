@@ -147,14 +147,20 @@ def train_step(
         return torch.autocast(device_type=device_type, dtype=autocast_dtype)
 
     n = batch_size_of(batch) if (micro_batch_size or m_sharpness) else 0
-    chunks = split(batch, micro_batch_size) if micro_batch_size and micro_batch_size < n else [(batch, 1.0)]
+    chunks = (
+        split(batch, micro_batch_size)
+        if micro_batch_size and micro_batch_size < n
+        else [(batch, 1.0)]
+    )
     is_sam = isinstance(optimizer, SAM)
 
     optimizer.zero_grad()
     if is_sam and m_sharpness and m_sharpness < n:
         if hasattr(model, "no_sync"):
             raise ValueError("m-sharpness with m below the local batch is not supported under DDP")
-        return _m_sharpness_step(model, optimizer, loss_fn, split(batch, m_sharpness), scaler, autocast)
+        return _m_sharpness_step(
+            model, optimizer, loss_fn, split(batch, m_sharpness), scaler, autocast
+        )
 
     loss, metrics = _backward_chunks(
         model, loss_fn, chunks, scaler, autocast, sync_last=not (is_sam and local_ascent)

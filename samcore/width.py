@@ -12,7 +12,14 @@ import re
 
 import torch
 
-__all__ = ["WidthError", "parse_width", "parse_widths", "format_width", "scale_width", "count_params"]
+__all__ = [
+    "WidthError",
+    "parse_width",
+    "parse_widths",
+    "format_width",
+    "scale_width",
+    "count_params",
+]
 
 _WIDTH_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?\s*[xX]?\s*$")
 

@@ -75,8 +75,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "paper-literal": {"warmup_steps": 0},
     # Seconds: the CLI and registry tests.
-    "smoke": {"num_train": 512, "num_val": 256, "num_test": 256, "num_epochs": 2, "batch_size": 64,
-              "warmup_steps": 8},
+    "smoke": {
+        "num_train": 512,
+        "num_val": 256,
+        "num_test": 256,
+        "num_epochs": 2,
+        "batch_size": 64,
+        "warmup_steps": 8,
+    },
     # CPU minutes: the full data, a shorter schedule; base vs SAM at 1x, 2x, 5x, 10x.
     "quick": {"num_epochs": 20},
 }

@@ -42,8 +42,9 @@ def test_duplicate_registration_is_an_error():
 
 
 def test_overrides_are_checked_and_typed():
-    w = create_workload("synthetic-regression", "smoke", num_epochs="3", learning_rate=1,
-                        lr_milestones="0.3,0.6")
+    w = create_workload(
+        "synthetic-regression", "smoke", num_epochs="3", learning_rate=1, lr_milestones="0.3,0.6"
+    )
     assert w.config.num_epochs == 3 and isinstance(w.config.num_epochs, int)
     assert w.config.learning_rate == 1.0 and isinstance(w.config.learning_rate, float)
     assert w.config.lr_milestones == (0.3, 0.6)
@@ -91,7 +92,9 @@ def test_every_workload_smoke_two_sam_steps(name):
         assert torch.isfinite(res.loss)
     opt.zero_grad()
     model.train()
-    workload.loss(model, next(iter(workload.train_batches(1, torch.Generator().manual_seed(1)))))[0].backward()
+    workload.loss(model, next(iter(workload.train_batches(1, torch.Generator().manual_seed(1)))))[
+        0
+    ].backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing}"
     model.eval()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from domains import create_workload
-from samcore import build_optimizer, build_scheduler, LRSchedule, train_step
+from samcore import LRSchedule, build_optimizer, build_scheduler, train_step
 
 pytestmark = pytest.mark.synthetic
 
@@ -46,8 +46,9 @@ def _one_epoch_final_loss(preset: str) -> float:
     torch.manual_seed(0)
     model = w.build_model(10.0)  # h = 1000: initial sharpness ~112 > 2/lr = 20
     opt = build_optimizer(model, "sgd", lr=w.config.learning_rate)
-    sched = build_scheduler(opt, LRSchedule("constant", w.steps_per_epoch(),
-                                            warmup_steps=w.config.warmup_steps))
+    sched = build_scheduler(
+        opt, LRSchedule("constant", w.steps_per_epoch(), warmup_steps=w.config.warmup_steps)
+    )
     for batch in w.train_batches(0, torch.Generator().manual_seed(0)):
         loss = train_step(model, opt, w.loss, batch).loss
         sched.step()

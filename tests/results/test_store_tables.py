@@ -11,11 +11,27 @@ from results.tables import width_rows, workload_table
 
 
 def _add(store, run_id, *, optimizer, width, seed, rho, val, test, mode="min"):
-    store.start_run(run_id, name=run_id, workload="toy", domain="synthetic", optimizer=optimizer,
-                    base_optimizer="sgd", width=width, seed=seed, rho=rho, preset="quick",
-                    config={"seed": seed}, n_params=int(100 * width), git_commit="x", hardware="cpu")
-    store.finish_run(run_id, "done", summary={"target": "mse", "target_mode": mode,
-                                              "best/val_mse": val, "best/test_mse": test})
+    store.start_run(
+        run_id,
+        name=run_id,
+        workload="toy",
+        domain="synthetic",
+        optimizer=optimizer,
+        base_optimizer="sgd",
+        width=width,
+        seed=seed,
+        rho=rho,
+        preset="quick",
+        config={"seed": seed},
+        n_params=int(100 * width),
+        git_commit="x",
+        hardware="cpu",
+    )
+    store.finish_run(
+        run_id,
+        "done",
+        summary={"target": "mse", "target_mode": mode, "best/val_mse": val, "best/test_mse": test},
+    )
 
 
 def test_rho_is_chosen_on_validation_not_test(tmp_path):
@@ -23,7 +39,9 @@ def test_rho_is_chosen_on_validation_not_test(tmp_path):
     for s in (0, 1):
         _add(store, f"b{s}", optimizer="sgd", width=1, seed=s, rho=0, val=1.10, test=1.10 + s / 100)
         # rho 0.1: better on validation, worse on test; rho 0.5: the other way round.
-        _add(store, f"a{s}", optimizer="sam", width=1, seed=s, rho=0.1, val=1.00, test=1.05 + s / 100)
+        _add(
+            store, f"a{s}", optimizer="sam", width=1, seed=s, rho=0.1, val=1.00, test=1.05 + s / 100
+        )
         _add(store, f"c{s}", optimizer="sam", width=1, seed=s, rho=0.5, val=1.20, test=0.90)
     (row,) = width_rows(store, "toy")
     assert row["rho"] == 0.1
@@ -44,12 +62,40 @@ def test_gain_sign_for_a_max_metric(tmp_path):
 
 def test_failed_runs_are_left_out_and_reruns_update_the_row(tmp_path):
     store = Store(tmp_path / "r.sqlite")
-    store.start_run("x", name="x", workload="toy", domain="d", optimizer="sgd", base_optimizer="sgd",
-                    width=1, seed=0, rho=0, preset="p", config={}, n_params=1, git_commit="", hardware="")
+    store.start_run(
+        "x",
+        name="x",
+        workload="toy",
+        domain="d",
+        optimizer="sgd",
+        base_optimizer="sgd",
+        width=1,
+        seed=0,
+        rho=0,
+        preset="p",
+        config={},
+        n_params=1,
+        git_commit="",
+        hardware="",
+    )
     store.finish_run("x", "failed", error="boom")
     assert width_rows(store, "toy") == []
-    store.start_run("x", name="x", workload="toy", domain="d", optimizer="sgd", base_optimizer="sgd",
-                    width=1, seed=0, rho=0, preset="p", config={}, n_params=1, git_commit="", hardware="")
+    store.start_run(
+        "x",
+        name="x",
+        workload="toy",
+        domain="d",
+        optimizer="sgd",
+        base_optimizer="sgd",
+        width=1,
+        seed=0,
+        rho=0,
+        preset="p",
+        config={},
+        n_params=1,
+        git_commit="",
+        hardware="",
+    )
     assert store.get_run("x")["status"] == "running" and store.get_run("x")["error"] is None
     assert store.counts()["runs"] == 1
     with pytest.raises(ValueError):

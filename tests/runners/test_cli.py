@@ -17,7 +17,9 @@ def _counts(db):
     if not db.exists():
         return None
     with sqlite3.connect(db) as con:
-        return tuple(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "metrics"))
+        return tuple(
+            con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "metrics")
+        )
 
 
 def test_end_to_end_smoke_then_skip(tmp_path):
@@ -25,12 +27,24 @@ def test_end_to_end_smoke_then_skip(tmp_path):
     assert res.returncode == 0, res.stderr
     db = tmp_path / "out" / "runs.sqlite"
     with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT optimizer, width, status, n_params FROM runs ORDER BY width, optimizer").fetchall()
-        assert rows == [("sam", 1.0, "done", 10_201), ("sgd", 1.0, "done", 10_201),
-                        ("sam", 2.0, "done", 20_401), ("sgd", 2.0, "done", 20_401)]
+        rows = con.execute(
+            "SELECT optimizer, width, status, n_params FROM runs ORDER BY width, optimizer"
+        ).fetchall()
+        assert rows == [
+            ("sam", 1.0, "done", 10_201),
+            ("sgd", 1.0, "done", 10_201),
+            ("sam", 2.0, "done", 20_401),
+            ("sgd", 2.0, "done", 20_401),
+        ]
         keys = {k for (k,) in con.execute("SELECT DISTINCT key FROM metrics")}
-    assert {"train/loss_first_pass", "val/mse", "test/mse", "sam/grad_norm",
-            "sam/perturbation_norm", "time/wall_s"} <= keys
+    assert {
+        "train/loss_first_pass",
+        "val/mse",
+        "test/mse",
+        "sam/grad_norm",
+        "sam/perturbation_norm",
+        "time/wall_s",
+    } <= keys
     assert res.stdout.count("done ") == 4 and "| 2x | 20,401 |" in res.stdout
     before = _counts(db)
     again = run_cli(SMOKE + ["--width", "1x,2x", "--results", "out"], tmp_path)
@@ -46,30 +60,39 @@ def test_list_json_has_widths_and_parameter_counts(tmp_path):
     res = run_cli(["--list", "--format", "json", "--domain", "synthetic"], tmp_path)
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
-    assert rows[0] == {"domain": "synthetic", "workload": "synthetic-regression", "width": "1x",
-                       "params": 10_201}
+    assert rows[0] == {
+        "domain": "synthetic",
+        "workload": "synthetic-regression",
+        "width": "1x",
+        "params": 10_201,
+    }
     assert [r["params"] for r in rows][-1] == 102_001
     text = run_cli(["--list"], tmp_path)
     assert text.returncode == 0 and "synthetic-regression" in text.stdout
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--domain", "chemistry"], "unknown domain 'chemistry'"),
-    (["--workload", "nope"], "unknown workload 'nope'"),
-    (["--width", "4y"], "width"),
-    (["--width", "0x"], "width"),
-    (["--width", "-1x"], "width"),
-    (["--rho", "-0.1"], "rho"),
-    (["--rho", "abc"], "rho"),
-    (["--optimizer", "lion"], "invalid choice"),
-    (["--seeds", "a,b"], "seeds"),
-    (["--preset", "fast"], "unknown preset"),
-    (["--num_epoch=3"], "unknown config key"),
-    (["--num_epochs=x"], "integer"),
-    (["--device", "cuda:7"], "cuda"),
-    (["--workload", "synthetic-regression", "--domain", "graph"], "is in domain"),
-])
-def test_bad_input_is_one_line_exit_2_and_stores_nothing(tmp_path, monkeypatch, capsys, args, needle):
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--domain", "chemistry"], "unknown domain 'chemistry'"),
+        (["--workload", "nope"], "unknown workload 'nope'"),
+        (["--width", "4y"], "width"),
+        (["--width", "0x"], "width"),
+        (["--width", "-1x"], "width"),
+        (["--rho", "-0.1"], "rho"),
+        (["--rho", "abc"], "rho"),
+        (["--optimizer", "lion"], "invalid choice"),
+        (["--seeds", "a,b"], "seeds"),
+        (["--preset", "fast"], "unknown preset"),
+        (["--num_epoch=3"], "unknown config key"),
+        (["--num_epochs=x"], "integer"),
+        (["--device", "cuda:7"], "cuda"),
+        (["--workload", "synthetic-regression", "--domain", "graph"], "is in domain"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_stores_nothing(
+    tmp_path, monkeypatch, capsys, args, needle
+):
     monkeypatch.chdir(tmp_path)  # in-process: the same main() the script calls
     base = ["--domain", "synthetic", "--preset", "smoke", "--results", "out"]
     assert main(base + args) == 2

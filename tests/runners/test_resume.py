@@ -3,6 +3,7 @@ uninterrupted run on the same seed ends; checkpoints are checksummed."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -16,23 +17,46 @@ import torch
 from runners.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 from tests.conftest import REPO
 
-ARGS = ["--domain", "synthetic", "--preset", "quick", "--optimizer", "sam", "--width", "1x",
-        "--num_train=2048", "--num_epochs=40", "--warmup_steps=16", "--no-progress"]
+ARGS = [
+    "--domain",
+    "synthetic",
+    "--preset",
+    "quick",
+    "--optimizer",
+    "sam",
+    "--width",
+    "1x",
+    "--num_train=2048",
+    "--num_epochs=40",
+    "--warmup_steps=16",
+    "--no-progress",
+]
 
 
 def _start(tmp_path, results):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(REPO / "runners" / "run.py"), *ARGS,
-                             "--results", results], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "runners" / "run.py"), *ARGS, "--results", results],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _rows(db):
     with sqlite3.connect(db) as con:
-        metrics = con.execute("SELECT step, key, value FROM metrics WHERE key NOT LIKE 'time/wall%' "
-                              "ORDER BY step, key").fetchall()
+        metrics = con.execute(
+            "SELECT step, key, value FROM metrics WHERE key NOT LIKE 'time/wall%' "
+            "ORDER BY step, key"
+        ).fetchall()
         status = con.execute("SELECT status, summary FROM runs").fetchall()
     return metrics, status
+
+
+def _without_wall(summary_json):
+    return {k: v for k, v in json.loads(summary_json).items() if "wall" not in k}
 
 
 def _epochs_logged(db):
@@ -55,9 +79,14 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path):
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT status FROM runs").fetchone()[0] == "running"
 
-    resumed = subprocess.run([sys.executable, str(REPO / "runners" / "run.py"), *ARGS, "--results",
-                              "killed"], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "runners" / "run.py"), *ARGS, "--results", "killed"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from epoch" in resumed.stdout + resumed.stderr
 
@@ -68,8 +97,7 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(tmp_path):
     m_clean, s_clean = _rows(tmp_path / "clean" / "runs.sqlite")
     assert s_killed[0][0] == "done"
     assert m_killed == m_clean  # same seed, same CPU: identical metric rows
-    strip = lambda s: {k: v for k, v in __import__("json").loads(s).items() if "wall" not in k}
-    assert strip(s_killed[0][1]) == strip(s_clean[0][1])
+    assert _without_wall(s_killed[0][1]) == _without_wall(s_clean[0][1])
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 

@@ -37,7 +37,7 @@ def _worker(rank: int, world: int, init_file: str, out_file: str, local_ascent: 
     opt = SAM(model.parameters(), torch.optim.SGD, rho=0.3, lr=0.1, momentum=0.9)
     x, y = _data()
     half = len(x) // world
-    local = (x[rank * half:(rank + 1) * half], y[rank * half:(rank + 1) * half])
+    local = (x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half])
     for _ in range(3):
         train_step(model, opt, _ce, local, local_ascent=local_ascent)
     if rank == 0:

@@ -261,6 +261,7 @@ def test_sam_minimises_a_rosenbrock_function():
 
     start = f().item()
     for _ in range(2000):
+
         def closure():
             opt.zero_grad()
             loss = f()

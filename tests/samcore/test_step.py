@@ -24,7 +24,9 @@ def _ce(model, batch):
 
 def _mlp(bn=False):
     torch.manual_seed(3)
-    layers = [nn.Linear(6, 12)] + ([nn.BatchNorm1d(12)] if bn else []) + [nn.ReLU(), nn.Linear(12, 4)]
+    layers = (
+        [nn.Linear(6, 12)] + ([nn.BatchNorm1d(12)] if bn else []) + [nn.ReLU(), nn.Linear(12, 4)]
+    )
     return nn.Sequential(*layers)
 
 
@@ -59,8 +61,11 @@ def test_frozen_bn_still_normalises_by_batch_statistics():
 def test_accumulation_equals_the_big_batch(sam):
     batch = _data(30)
     m1, m2 = _mlp(), _mlp()
-    make = (lambda m: SAM(m.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9)) if sam \
+    make = (
+        (lambda m: SAM(m.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9))
+        if sam
         else (lambda m: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9))
+    )
     o1, o2 = make(m1), make(m2)
     for _ in range(3):
         r1 = train_step(m1, o1, _ce, batch)
@@ -81,7 +86,7 @@ def test_m_sharpness_matches_per_chunk_ascent_by_hand():
     params = list(by_hand.parameters())
     total = [torch.zeros_like(p) for p in params]
     for s in (0, 8):
-        xs, ys = x[s:s + m], y[s:s + m]
+        xs, ys = x[s : s + m], y[s : s + m]
         g = torch.autograd.grad(nn.functional.cross_entropy(by_hand(xs), ys), params)
         norm = torch.sqrt(sum((gi**2).sum() for gi in g))
         with torch.no_grad():

@@ -10,14 +10,42 @@ from hypothesis import strategies as st
 from samcore import WidthError, count_params, format_width, parse_width, parse_widths, scale_width
 
 
-@pytest.mark.parametrize("text,value", [("4x", 4.0), ("0.25x", 0.25), ("4", 4.0), ("4.0x", 4.0),
-                                        ("1X", 1.0), (" 2x ", 2.0), (".5x", 0.5), (3, 3.0)])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("4x", 4.0),
+        ("0.25x", 0.25),
+        ("4", 4.0),
+        ("4.0x", 4.0),
+        ("1X", 1.0),
+        (" 2x ", 2.0),
+        (".5x", 0.5),
+        (3, 3.0),
+    ],
+)
 def test_parse_width_accepts(text, value):
     assert parse_width(text) == value
 
 
-@pytest.mark.parametrize("text", ["4y", "0x", "-1x", "x", "", "4xx", "four", "1/2x", "nanx",
-                                  "infx", "1e400x", True, None, "4x,"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4y",
+        "0x",
+        "-1x",
+        "x",
+        "",
+        "4xx",
+        "four",
+        "1/2x",
+        "nanx",
+        "infx",
+        "1e400x",
+        True,
+        None,
+        "4x,",
+    ],
+)
 def test_parse_width_rejects_with_width_error(text):
     with pytest.raises(WidthError, match="width"):
         parse_width(text)
