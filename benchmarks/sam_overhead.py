@@ -1,0 +1,146 @@
+"""SAM / base step-time ratio, measured side by side in one process.
+
+Interleaves short blocks of base steps, our SAM steps and the widely used public SAM pattern
+(copy every weight, per-parameter Python loop; written out below) so that machine drift hits
+all three alike, and reports the median of per-round ratios. Two forward-backward passes put
+the floor near 2.0x; the target is <= 2.1x.
+
+    python benchmarks/sam_overhead.py [--rounds 15] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from samcore import SAM, train_step
+
+
+class PublicSAM(torch.optim.Optimizer):
+    """The common public implementation pattern (per-parameter loop, weights cloned per step)."""
+
+    def __init__(self, params, base_optimizer, rho=0.05, **kwargs):
+        super().__init__(params, dict(rho=rho, **kwargs))
+        self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+
+    @torch.no_grad()
+    def first_step(self):
+        norm = torch.norm(torch.stack([p.grad.norm(2) for g in self.param_groups
+                                       for p in g["params"] if p.grad is not None]), 2)
+        for group in self.param_groups:
+            scale = group["rho"] / (norm + 1e-12)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                self.state[p]["old_p"] = p.data.clone()
+                p.add_(p.grad * scale.to(p))
+        self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data = self.state[p]["old_p"]
+        self.base_optimizer.step()
+        self.zero_grad()
+
+
+def mlp(k: float) -> nn.Module:
+    h1, h2 = int(300 * k), int(100 * k)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(),
+                         nn.Linear(h2, 10))
+
+
+class Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+
+
+def small_resnet(width: int = 16) -> nn.Module:
+    """A CIFAR ResNet-18 layout at base width 16 (1/4x), 32x32 inputs."""
+    layers, cin = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()], width
+    for i, mult in enumerate((1, 2, 4, 8)):
+        for j in range(2):
+            layers.append(Block(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
+            cin = width * mult
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
+
+
+def _loss(model, batch):
+    x, y = batch
+    return nn.functional.cross_entropy(model(x), y), {}
+
+
+def _time_block(model, opt, batch, steps, public=False) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        if public:
+            opt.zero_grad()
+            _loss(model, batch)[0].backward()
+            opt.first_step()
+            _loss(model, batch)[0].backward()
+            opt.second_step()
+        else:
+            train_step(model, opt, _loss, batch)
+    return time.perf_counter() - t0
+
+
+def measure(name: str, make_model, batch, rounds: int, steps: int) -> dict[str, float]:
+    kw = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
+    models = [make_model() for _ in range(3)]
+    base = torch.optim.SGD(models[0].parameters(), **kw)
+    ours = SAM(models[1].parameters(), torch.optim.SGD, rho=0.05, **kw)
+    public = PublicSAM(models[2].parameters(), torch.optim.SGD, rho=0.05, **kw)
+    for m, o, p in zip(models, (base, ours, public), (False, False, True)):
+        _time_block(m, o, batch, 3, p)  # warm-up
+    ours_r, public_r = [], []
+    for _ in range(rounds):
+        tb = _time_block(models[0], base, batch, steps)
+        to = _time_block(models[1], ours, batch, steps)
+        tp = _time_block(models[2], public, batch, steps, public=True)
+        ours_r.append(to / tb)
+        public_r.append(tp / tb)
+    n = sum(p.numel() for p in models[0].parameters())
+    out = {"ours": statistics.median(ours_r), "public": statistics.median(public_r)}
+    print(f"{name:<24} {n:>11,} params   SAM/base: ours {out['ours']:.3f}x   "
+          f"public pattern {out['public']:.3f}x   (median of {rounds} rounds x {steps} steps)")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=128)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    x = torch.randn(args.batch_size, 1, 28, 28)
+    y = torch.randint(0, 10, (args.batch_size,))
+    measure("MNIST MLP k=1", lambda: mlp(1), (x, y), args.rounds, args.steps)
+    measure("MNIST MLP k=10", lambda: mlp(10), (x, y), args.rounds, args.steps)
+    xc = torch.randn(32, 3, 32, 32)
+    yc = torch.randint(0, 10, (32,))
+    measure("CIFAR ResNet-18 w16", small_resnet, (xc, yc), max(3, args.rounds // 3),
+            max(2, args.steps // 4))
+
+
+if __name__ == "__main__":
+    main()
