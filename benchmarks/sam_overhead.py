@@ -30,8 +30,17 @@ class PublicSAM(torch.optim.Optimizer):
 
     @torch.no_grad()
     def first_step(self):
-        norm = torch.norm(torch.stack([p.grad.norm(2) for g in self.param_groups
-                                       for p in g["params"] if p.grad is not None]), 2)
+        norm = torch.norm(
+            torch.stack(
+                [
+                    p.grad.norm(2)
+                    for g in self.param_groups
+                    for p in g["params"]
+                    if p.grad is not None
+                ]
+            ),
+            2,
+        )
         for group in self.param_groups:
             scale = group["rho"] / (norm + 1e-12)
             for p in group["params"]:
@@ -53,8 +62,9 @@ class PublicSAM(torch.optim.Optimizer):
 
 def mlp(k: float) -> nn.Module:
     h1, h2 = int(300 * k), int(100 * k)
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(),
-                         nn.Linear(h2, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 10)
+    )
 
 
 class Block(nn.Module):
@@ -66,7 +76,9 @@ class Block(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.short = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.short = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -75,7 +87,10 @@ class Block(nn.Module):
 
 def small_resnet(width: int = 16) -> nn.Module:
     """A CIFAR ResNet-18 layout at base width 16 (1/4x), 32x32 inputs."""
-    layers, cin = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()], width
+    layers, cin = (
+        [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()],
+        width,
+    )
     for i, mult in enumerate((1, 2, 4, 8)):
         for j in range(2):
             layers.append(Block(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
@@ -119,8 +134,10 @@ def measure(name: str, make_model, batch, rounds: int, steps: int) -> dict[str, 
         public_r.append(tp / tb)
     n = sum(p.numel() for p in models[0].parameters())
     out = {"ours": statistics.median(ours_r), "public": statistics.median(public_r)}
-    print(f"{name:<24} {n:>11,} params   SAM/base: ours {out['ours']:.3f}x   "
-          f"public pattern {out['public']:.3f}x   (median of {rounds} rounds x {steps} steps)")
+    print(
+        f"{name:<24} {n:>11,} params   SAM/base: ours {out['ours']:.3f}x   "
+        f"public pattern {out['public']:.3f}x   (median of {rounds} rounds x {steps} steps)"
+    )
     return out
 
 
@@ -138,8 +155,13 @@ def main() -> None:
     measure("MNIST MLP k=10", lambda: mlp(10), (x, y), args.rounds, args.steps)
     xc = torch.randn(32, 3, 32, 32)
     yc = torch.randint(0, 10, (32,))
-    measure("CIFAR ResNet-18 w16", small_resnet, (xc, yc), max(3, args.rounds // 3),
-            max(2, args.steps // 4))
+    measure(
+        "CIFAR ResNet-18 w16",
+        small_resnet,
+        (xc, yc),
+        max(3, args.rounds // 3),
+        max(2, args.steps // 4),
+    )
 
 
 if __name__ == "__main__":
