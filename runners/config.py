@@ -16,9 +16,10 @@ from typing import Any
 
 from samcore.width import format_width
 
-__all__ = ["RunConfig", "OPTIMIZER_CHOICES"]
+__all__ = ["RunConfig", "OPTIMIZER_CHOICES", "PRECISIONS"]
 
 OPTIMIZER_CHOICES = ("base", "sam", "both", "sgd", "adam", "adamw")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,16 @@ class RunConfig:
     """ascent per chunk of m examples (0 = one ascent per batch)"""
     micro_batch_size: int = 0
     """gradient accumulation chunk (0 = whole batch at once)"""
+    precision: str = "fp32"
+    """fp32 | bf16 (autocast) | fp16 (autocast + GradScaler; inf/nan steps are skipped)"""
     workload_config: dict[str, Any] = field(default_factory=dict)
     """the workload's fully resolved config"""
 
     def __post_init__(self) -> None:
         if self.rho < 0 or self.rho != self.rho:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.optimizer != "sam" and (self.rho or self.adaptive or self.m_sharpness):
             raise ValueError("rho, adaptive and m_sharpness apply to SAM runs only")
 

@@ -36,7 +36,7 @@ from domains import (
 )
 from results.store import Store, StoreError
 from results.tables import workload_table
-from runners.config import OPTIMIZER_CHOICES, RunConfig
+from runners.config import OPTIMIZER_CHOICES, PRECISIONS, RunConfig
 from runners.train import Execution, train_run
 from samcore import BASE_OPTIMIZERS, WidthError, count_params, format_width, parse_widths
 
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="accumulate gradients over chunks of this size (0 = off)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (default), bf16 autocast, or fp16 autocast with a GradScaler",
     )
     p.add_argument("--seeds", default="0", help="comma list, e.g. 0,1,2 (default 0)")
     p.add_argument(
@@ -239,6 +245,7 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
                             adaptive=args.adaptive and opt == "sam",
                             m_sharpness=args.m_sharpness if opt == "sam" else 0,
                             micro_batch_size=args.micro_batch_size,
+                            precision=args.precision,
                             workload_config=wl_config,
                         )
                     )

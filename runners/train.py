@@ -139,6 +139,8 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
         optimizer,
         LRSchedule(c.lr_schedule, total_steps, tuple(c.lr_milestones), c.lr_gamma, c.warmup_steps),
     )
+    autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
     seed_everything(stream_seed(cfg.seed, "dropout"))  # what the global generator serves now
 
     state: dict[str, Any] = {
@@ -158,6 +160,8 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
             model.load_state_dict(payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
+            if scaler is not None and payload.get("scaler"):
+                scaler.load_state_dict(payload["scaler"])
             _set_rng_state(payload["rng"])
             state = payload["state"]
             notes.append(f"resumed from epoch {state['epoch']} (step {state['step']})")
@@ -210,7 +214,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
             first_bad_step = torch.full((), math.inf, device=device)  # no per-step host sync
             step_t = torch.full((), float(state["step"]), device=device)
             grad_norm = e_norm = None
-            n_steps = 0
+            n_steps = skipped = 0
             gen = make_generator(cfg.seed, f"data-order/{epoch}")
             for batch in workload.train_batches(epoch, gen):
                 measure = n_steps == steps_per_epoch - 1
@@ -220,6 +224,8 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                     workload.loss,
                     batch,
                     micro_batch_size=cfg.micro_batch_size or None,
+                    scaler=scaler,
+                    autocast_dtype=autocast_dtype,
                     m_sharpness=cfg.m_sharpness or None,
                     measure_perturbation=measure,
                 )
@@ -230,6 +236,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                     torch.isfinite(loss), first_bad_step, torch.minimum(first_bad_step, step_t)
                 )
                 step_t += 1
+                skipped += bool(res.skipped) if scaler is not None else 0  # synced by the scaler
                 if res.grad_norm is not None:
                     grad_norm = res.grad_norm
                 if res.perturbation_norm is not None:
@@ -248,6 +255,9 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                 "time/examples_seen": state["examples"],
                 "time/forward_backward_passes": state["passes"],
             }
+            if scaler is not None:
+                row_metrics["train/skipped_steps"] = skipped
+                row_metrics["train/loss_scale"] = scaler.get_scale()
             if grad_norm is not None:
                 row_metrics["sam/grad_norm"] = grad_norm.item()
             if e_norm is not None:
@@ -285,6 +295,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else None,
                         "rng": _rng_state(),
                         "state": state,
                     },

@@ -121,3 +121,13 @@ def test_unwritable_results_folder_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     res = run_cli(SMOKE + ["--results", str(blocker / "sub")], tmp_path)
     assert res.returncode == 2 and "cannot open results store" in res.stderr
+
+
+def test_fp16_grad_scaler_run_records_skipped_steps(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(SMOKE + ["--optimizer", "sam", "--precision", "fp16", "--results", "out"]) == 0
+    with sqlite3.connect(tmp_path / "out" / "runs.sqlite") as con:
+        keys = {k for (k,) in con.execute("SELECT DISTINCT key FROM metrics")}
+        (config,) = con.execute("SELECT config FROM runs").fetchone()
+    assert {"train/skipped_steps", "train/loss_scale"} <= keys
+    assert json.loads(config)["run"]["precision"] == "fp16"
