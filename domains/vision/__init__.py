@@ -1,1 +1,6 @@
-"""vision domain: workloads land here (see the open vision issue). Registers nothing yet."""
+"""Vision domain (issue 5): MNIST MLP, CIFAR-10 ResNet-18 and ViT, ImageNet ResNet-50.
+
+Importing this package registers its workloads; torchvision is imported inside functions only.
+"""
+
+from domains.vision import mnist  # noqa: F401  (registers its workloads)
