@@ -3,4 +3,4 @@
 Importing this package registers its workloads; torchvision is imported inside functions only.
 """
 
-from domains.vision import mnist  # noqa: F401  (registers its workloads)
+from domains.vision import cifar10, imagenet, mnist  # noqa: F401  (register their workloads)
