@@ -68,9 +68,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Seconds: CLI and registry tests.
     "smoke": {"num_train": 512, "num_val": 256, "num_test": 512, "num_epochs": 1,
               "train_eval_size": 512},
-    # CPU minutes: 10k train examples, 10 epochs, the paper's schedule shape; base vs SAM at
+    # CPU minutes: 20k train examples, 10 epochs, the paper's schedule shape; base vs SAM at
     # 0.25x, 1x, 4x fits in ~10 CPU minutes (see the module docstring's command).
-    "quick": {"num_train": 10_000, "num_epochs": 10, "train_eval_size": 5_000},
+    "quick": {"num_train": 20_000, "num_epochs": 10, "train_eval_size": 5_000},
 }
 
 
