@@ -25,6 +25,7 @@ from torch import nn
 
 from domains.workload import ConfigError, Target, TrainConfig, Workload
 from samcore.seeding import make_generator
+from samcore.width import count_params
 
 __all__ = [
     "VisionConfig",
@@ -71,6 +72,9 @@ class VisionConfig(TrainConfig):
     """apply label_noise to the validation labels too (issue 5: as a user would have); test stays clean"""
     sparsity: float = 0.0
     """fraction of conv/linear kernel weights fixed at zero from init (biases and norms kept)"""
+    match_params_of: float = 0.0
+    """paper's matched-parameter mode: per width, the sparsity that keeps the parameter count of
+    the dense model at this width multiplier (e.g. 0.25 = ResNet-18 with 16 filters); 0 = off"""
     sparsity_method: str = "random"
     """random (layer-wise, each kernel at the same rate) | snip (global |g * w| on one batch)"""
     train_eval_size: int = 10_000
@@ -87,6 +91,8 @@ class VisionConfig(TrainConfig):
             raise ConfigError(f"label_noise must be in [0, 1), got {self.label_noise}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if self.match_params_of < 0 or (self.match_params_of and self.sparsity):
+            raise ConfigError("give sparsity or match_params_of (>= 0), not both")
         if self.sparsity_method not in ("random", "snip"):
             raise ConfigError(f"sparsity_method must be random or snip, got {self.sparsity_method!r}")
         if self.num_val < 1:
@@ -293,10 +299,28 @@ class OnDeviceImageClassification(Workload):
             model = model.to(memory_format=torch.channels_last)
         return model
 
+    def _sparsity_for(self, model: nn.Module) -> float:
+        """``sparsity``, or in matched mode the fraction of kernel weights to prune so that
+        kept kernels + all other parameters = the dense count at ``match_params_of``."""
+        c = self.config
+        if not c.match_params_of:
+            return c.sparsity
+        with torch.device("meta"):
+            target = count_params(self.build_model(c.match_params_of))
+        kernels = sum(w.numel() for w in _kernels(model))
+        kept = target - (count_params(model) - kernels)
+        if not 0 < kept <= kernels:
+            raise ConfigError(f"match_params_of={c.match_params_of:g} ({target:,} parameters) "
+                              f"cannot be matched by pruning a model of {count_params(model):,}")
+        return 1.0 - kept / kernels
+
     def sparsify(self, model: nn.Module) -> nn.Module:
         """Apply the configured sparsity mask (after init); SNIP scores one training batch."""
         c = self.config
-        if c.sparsity <= 0 or next(model.parameters()).is_meta:  # meta: counting only
+        if next(model.parameters()).is_meta:  # counting only (dense count, as the paper's axis)
+            return model
+        sparsity = self._sparsity_for(model)
+        if sparsity <= 0:
             return model
         batch_loss = None
         if c.sparsity_method == "snip":
@@ -306,7 +330,7 @@ class OnDeviceImageClassification(Workload):
             dev = next(model.parameters()).device
             batch = tuple(t.to(dev) for t in batch)
             batch_loss = lambda: self.loss(model, batch)[0]  # noqa: E731
-        self.masks = apply_sparsity(model, c.sparsity, c.sparsity_method, batch_loss, c.data_seed)
+        self.masks = apply_sparsity(model, sparsity, c.sparsity_method, batch_loss, c.data_seed)
         return model
 
     # ---- objective
@@ -339,4 +363,12 @@ class OnDeviceImageClassification(Workload):
                 correct += (logits.argmax(1) == yb).sum()
             out[f"{split}/loss"] = (loss_sum / len(y)).item()
             out[f"{split}/acc"] = (100.0 * correct / len(y)).item()
-        return out
+        return {**out, **self.sparsity_metrics(model)}
+
+    def sparsity_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Parameters left non-zero under the masks (the matched-parameter axis), if any."""
+        if not self.masks:
+            return {}
+        pruned = sum(int((m == 0).sum()) for m in self.masks.values())
+        return {"model/nonzero_params": float(count_params(model) - pruned),
+                "model/sparsity": pruned / sum(m.numel() for m in self.masks.values())}

@@ -221,7 +221,7 @@ class ImageNetResNet50(OnDeviceImageClassification):
             n = len(self.sets[split])
             out[f"{name}/loss"] = (loss_sum / n).item()
             out[f"{name}/acc"] = (100.0 * correct / n).item()
-        return out
+        return {**out, **self.sparsity_metrics(model)}
 
 
 @register("imagenet-resnet50", domain="vision", presets=tuple(PRESETS))

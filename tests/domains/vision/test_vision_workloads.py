@@ -281,3 +281,14 @@ def test_imagenet_offline_missing_data(tmp_path: Path) -> None:
     w = create_workload("imagenet-resnet50", "smoke")
     with pytest.raises(MissingDataError, match="ImageNet"):
         w.setup_data(tmp_path, torch.device("cpu"))
+
+
+def test_matched_parameter_sparsity() -> None:
+    """The paper's matched mode: ResNet-18 at 32 filters pruned to the 16-filter count (~0.75)."""
+    w = create_workload("cifar10-resnet18", "smoke", match_params_of=0.25)
+    model = w.build_model(0.5)
+    m = w.sparsity_metrics(model)
+    assert abs(m["model/nonzero_params"] - 701_466) < 50
+    assert 0.74 < m["model/sparsity"] < 0.76
+    with pytest.raises(ConfigError, match="not both"):
+        create_workload("cifar10-resnet18", "smoke", match_params_of=0.25, sparsity=0.5)
