@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
@@ -59,17 +58,31 @@ def time_fast_path(workload, device: torch.device, batches: int) -> float:
     raise RuntimeError("not enough batches")
 
 
-def time_dataloader(workload, device: torch.device, batches: int, workers: int, batch_size: int) -> float:
+def time_dataloader(
+    workload, device: torch.device, batches: int, workers: int, batch_size: int
+) -> float:
     from torchvision import transforms
 
     from domains.vision.cifar10 import MEAN, STD
 
-    tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                             transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    tf = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
     x, y = workload.splits.images["train"], workload.splits.labels["train"]
-    loader = torch.utils.data.DataLoader(_PILDataset(x, y, tf), batch_size=batch_size, shuffle=True,
-                                         num_workers=workers, pin_memory=device.type == "cuda",
-                                         drop_last=True, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        _PILDataset(x, y, tf),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
     n, t0 = 0, None
     while True:
         for i, (xb, yb) in enumerate(loader):
@@ -94,13 +107,20 @@ def main() -> None:
     args = p.parse_args()
 
     device = torch.device(args.device)
-    workload = create_workload("cifar10-resnet18", "paper", batch_size=args.batch_size,
-                               synthetic_data=args.synthetic, num_train=5_000 if args.synthetic else 0)
+    workload = create_workload(
+        "cifar10-resnet18",
+        "paper",
+        batch_size=args.batch_size,
+        synthetic_data=args.synthetic,
+        num_train=5_000 if args.synthetic else 0,
+    )
     t = time.perf_counter()
     workload.setup_data(resolve_data_root(args.data_root), device)
-    print(f"data: {len(workload.splits.labels['train']):,} train images on {device} "
-          f"({time.perf_counter() - t:.1f}s to load), batch {args.batch_size}, "
-          f"{args.batches} timed batches, torch threads {torch.get_num_threads()}")
+    print(
+        f"data: {len(workload.splits.labels['train']):,} train images on {device} "
+        f"({time.perf_counter() - t:.1f}s to load), batch {args.batch_size}, "
+        f"{args.batches} timed batches, torch threads {torch.get_num_threads()}"
+    )
     fast = time_fast_path(workload, device, args.batches)
     slow = time_dataloader(workload, device, args.batches, args.workers, args.batch_size)
     print(f"{'path':<40} {'images/s':>12}")

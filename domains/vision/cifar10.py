@@ -59,7 +59,10 @@ Raw = dict[str, tuple[torch.Tensor, torch.Tensor]]
 def _read_pickles(folder: Path) -> Raw:
     """torchvision's layout: data_batch_1..5 and test_batch, rows of 3072 bytes (C, H, W)."""
     out = {}
-    for split, names in (("train", [f"data_batch_{i}" for i in range(1, 6)]), ("test", ["test_batch"])):
+    for split, names in (
+        ("train", [f"data_batch_{i}" for i in range(1, 6)]),
+        ("test", ["test_batch"]),
+    ):
         xs, ys = [], []
         for name in names:
             with open(folder / name, "rb") as f:
@@ -86,7 +89,9 @@ def decode_jpeg_tar(tar_path: Path) -> Raw:
                 continue
             with Image.open(io.BytesIO(tar.extractfile(member).read())) as im:
                 pixels = torch.frombuffer(bytearray(im.convert("RGB").tobytes()), dtype=torch.uint8)
-            found[split].append((CLASSES.index(cls), parts[-1], pixels.view(im.height, im.width, 3)))
+            found[split].append(
+                (CLASSES.index(cls), parts[-1], pixels.view(im.height, im.width, 3))
+            )
     out = {}
     for split, items in found.items():
         if not items:
@@ -99,8 +104,11 @@ def decode_jpeg_tar(tar_path: Path) -> Raw:
 def load_cifar10(data_root: Path, download: bool = True) -> Raw:
     """{"train": (uint8 (50000, 32, 32, 3), int64), "test": (uint8 (10000, 32, 32, 3), int64)}."""
     root, tv_cache = Path(data_root), cache_dir("torchvision")
-    for folder in (root / "cifar10" / "cifar-10-batches-py", root / "cifar-10-batches-py",
-                   tv_cache / "cifar-10-batches-py"):
+    for folder in (
+        root / "cifar10" / "cifar-10-batches-py",
+        root / "cifar-10-batches-py",
+        tv_cache / "cifar-10-batches-py",
+    ):
         if (folder / "test_batch").exists():
             return _read_pickles(folder)
     tar_path = root / "cifar10" / "cifar10-jpeg.tar"
@@ -124,8 +132,10 @@ def load_cifar10(data_root: Path, download: bool = True) -> Raw:
         except Exception as exc:  # offline or no torchvision: one clear error
             reason = f"download failed ({type(exc).__name__}: {exc})"
     raise MissingDataError(
-        "CIFAR-10", root,
-        f"expected cifar10/cifar-10-batches-py/ or cifar10/cifar10-jpeg.tar there; {reason}")
+        "CIFAR-10",
+        root,
+        f"expected cifar10/cifar-10-batches-py/ or cifar10/cifar10-jpeg.tar there; {reason}",
+    )
 
 
 # ---------------------------------------------------------------------- ResNet-18
@@ -140,8 +150,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                          nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -154,8 +165,9 @@ class CifarResNet18(nn.Module):
 
     def __init__(self, filters: int, num_classes: int = 10) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, filters, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(filters), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, filters, 3, 1, 1, bias=False), nn.BatchNorm2d(filters), nn.ReLU()
+        )
         blocks, c_in = [], filters
         for i in range(4):
             c_out = filters * 2**i
@@ -184,16 +196,30 @@ class CifarResNet18(nn.Module):
 class CifarViT(nn.Module):
     """(B, 3, 32, 32) -> 64 patch tokens of 4x4 + class token -> 6 pre-LN blocks -> (B, 10)."""
 
-    def __init__(self, hidden: int, depth: int = 6, patch: int = 4, mlp_ratio: int = 2,
-                 head_dim: int = 32, num_classes: int = 10, image_size: int = 32) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        depth: int = 6,
+        patch: int = 4,
+        mlp_ratio: int = 2,
+        head_dim: int = 32,
+        num_classes: int = 10,
+        image_size: int = 32,
+    ) -> None:
         super().__init__()
         n_tokens = (image_size // patch) ** 2 + 1
         self.patchify = nn.Conv2d(3, hidden, patch, patch)  # (B, D, 8, 8)
         self.cls = nn.Parameter(torch.zeros(1, 1, hidden))
         self.pos = nn.Parameter(torch.zeros(1, n_tokens, hidden))
         layer = nn.TransformerEncoderLayer(
-            hidden, max(1, hidden // head_dim), mlp_ratio * hidden, dropout=0.0,
-            activation="gelu", batch_first=True, norm_first=True)
+            hidden,
+            max(1, hidden // head_dim),
+            mlp_ratio * hidden,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, num_classes)
@@ -247,11 +273,23 @@ class ViTConfig(VisionConfig):
     rho_grid: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-_SMALL = {"smoke": {"num_train": 512, "num_val": 256, "num_test": 512, "num_epochs": 1,
-                    "train_eval_size": 512, "eval_batch_size": 256},
-          # CPU minutes: 5k train images, 5 epochs; run at the narrow widths (see the docstring).
-          "quick": {"num_train": 5_000, "num_epochs": 5, "train_eval_size": 2_000,
-                    "eval_batch_size": 500}}
+_SMALL = {
+    "smoke": {
+        "num_train": 512,
+        "num_val": 256,
+        "num_test": 512,
+        "num_epochs": 1,
+        "train_eval_size": 512,
+        "eval_batch_size": 256,
+    },
+    # CPU minutes: 5k train images, 5 epochs; run at the narrow widths (see the docstring).
+    "quick": {
+        "num_train": 5_000,
+        "num_epochs": 5,
+        "train_eval_size": 2_000,
+        "eval_batch_size": 500,
+    },
+}
 RESNET_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "paper-no-wd": {"weight_decay": 0.0},  # the "regularization needed" ablation
@@ -282,8 +320,11 @@ class Cifar10ViT(_Cifar10):
 
     def build_model(self, width: float) -> nn.Module:
         c = self.config
-        model = CifarViT(scale_width(c.base_hidden, width, multiple_of=32), depth=c.depth,
-                         num_classes=self.num_classes)
+        model = CifarViT(
+            scale_width(c.base_hidden, width, multiple_of=32),
+            depth=c.depth,
+            num_classes=self.num_classes,
+        )
         return self.sparsify(model)
 
 

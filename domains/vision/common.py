@@ -94,7 +94,9 @@ class VisionConfig(TrainConfig):
         if self.match_params_of < 0 or (self.match_params_of and self.sparsity):
             raise ConfigError("give sparsity or match_params_of (>= 0), not both")
         if self.sparsity_method not in ("random", "snip"):
-            raise ConfigError(f"sparsity_method must be random or snip, got {self.sparsity_method!r}")
+            raise ConfigError(
+                f"sparsity_method must be random or snip, got {self.sparsity_method!r}"
+            )
         if self.num_val < 1:
             raise ConfigError("num_val must be >= 1 (model selection needs a validation split)")
         for key in ("num_train", "num_test", "train_eval_size"):
@@ -162,8 +164,9 @@ def _kernels(model: nn.Module) -> list[nn.Parameter]:
 
 
 @torch.no_grad()
-def apply_sparsity(model: nn.Module, sparsity: float, method: str,
-                   batch_loss: Any = None, seed: int = 0) -> dict[nn.Parameter, torch.Tensor]:
+def apply_sparsity(
+    model: nn.Module, sparsity: float, method: str, batch_loss: Any = None, seed: int = 0
+) -> dict[nn.Parameter, torch.Tensor]:
     """Zero a fraction ``sparsity`` of conv/linear kernel weights, fixed for all of training.
 
     random: each kernel pruned at the same rate, positions seeded. snip (Lee et al., 2019): one
@@ -240,9 +243,13 @@ class OnDeviceImageClassification(Workload):
     def _synthetic_raw(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         c, gen = self.config, make_generator(self.config.data_seed, "vision/synthetic")
         sizes = {"train": (c.num_train or 1024) + c.num_val, "test": c.num_test or 512}
-        return {s: (torch.randint(0, 256, (n, *self.image_shape), generator=gen, dtype=torch.uint8),
-                    torch.randint(0, self.num_classes, (n,), generator=gen))
-                for s, n in sizes.items()}
+        return {
+            s: (
+                torch.randint(0, 256, (n, *self.image_shape), generator=gen, dtype=torch.uint8),
+                torch.randint(0, self.num_classes, (n,), generator=gen),
+            )
+            for s, n in sizes.items()
+        }
 
     def setup_data(self, data_root: Path, device: torch.device) -> None:
         c = self.config
@@ -261,8 +268,9 @@ class OnDeviceImageClassification(Workload):
         if c.label_noise > 0:  # test labels stay clean
             for split in ("train", "val") if c.noisy_val else ("train",):
                 gen = make_generator(c.data_seed, f"vision/label-noise/{split}")
-                labels[split] = symmetric_label_noise(labels[split], c.label_noise,
-                                                      self.num_classes, gen)
+                labels[split] = symmetric_label_noise(
+                    labels[split], c.label_noise, self.num_classes, gen
+                )
         images = {"train": x_train[tr], "val": x_train[va], "test": x_test}
         self.device = torch.device(device)
         self.splits = ImageSplits(
@@ -273,7 +281,8 @@ class OnDeviceImageClassification(Workload):
         )
         n_eval = min(c.train_eval_size, len(tr))
         self._train_eval_idx = torch.randperm(
-            len(tr), generator=make_generator(c.data_seed, "vision/train-eval"))[:n_eval].to(self.device)
+            len(tr), generator=make_generator(c.data_seed, "vision/train-eval")
+        )[:n_eval].to(self.device)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self._split("train")[1]) / self.config.batch_size)
@@ -310,8 +319,10 @@ class OnDeviceImageClassification(Workload):
         kernels = sum(w.numel() for w in _kernels(model))
         kept = target - (count_params(model) - kernels)
         if not 0 < kept <= kernels:
-            raise ConfigError(f"match_params_of={c.match_params_of:g} ({target:,} parameters) "
-                              f"cannot be matched by pruning a model of {count_params(model):,}")
+            raise ConfigError(
+                f"match_params_of={c.match_params_of:g} ({target:,} parameters) "
+                f"cannot be matched by pruning a model of {count_params(model):,}"
+            )
         return 1.0 - kept / kernels
 
     def sparsify(self, model: nn.Module) -> nn.Module:
@@ -335,8 +346,7 @@ class OnDeviceImageClassification(Workload):
 
     # ---- objective
     def _autocast(self, x: torch.Tensor) -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16,
-                              enabled=x.is_cuda and self.config.bf16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda and self.config.bf16)
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
@@ -355,7 +365,9 @@ class OnDeviceImageClassification(Workload):
                 x, y = x[self._train_eval_idx], y[self._train_eval_idx]
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), device=self.device)
-            for xb, yb in zip(x.split(self.config.eval_batch_size), y.split(self.config.eval_batch_size)):
+            for xb, yb in zip(
+                x.split(self.config.eval_batch_size), y.split(self.config.eval_batch_size)
+            ):
                 xb = normalize(xb, self.splits.mean, self.splits.std)
                 with self._autocast(xb):
                     logits = model(xb).float()
@@ -370,5 +382,7 @@ class OnDeviceImageClassification(Workload):
         if not self.masks:
             return {}
         pruned = sum(int((m == 0).sum()) for m in self.masks.values())
-        return {"model/nonzero_params": float(count_params(model) - pruned),
-                "model/sparsity": pruned / sum(m.numel() for m in self.masks.values())}
+        return {
+            "model/nonzero_params": float(count_params(model) - pruned),
+            "model/sparsity": pruned / sum(m.numel() for m in self.masks.values()),
+        }

@@ -70,15 +70,34 @@ class ImageNetConfig(VisionConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "paper-code": {"learning_rate": 0.2, "lr_schedule": "step",
-                   "lr_milestones": (0.25, 0.5, 0.75), "warmup_steps": 0},
+    "paper-code": {
+        "learning_rate": 0.2,
+        "lr_schedule": "step",
+        "lr_milestones": (0.25, 0.5, 0.75),
+        "warmup_steps": 0,
+    },
     # Seconds, on a tiny ImageFolder (the tests generate one): any class count.
-    "smoke": {"num_classes": 0, "image_size": 32, "eval_resize": 36, "num_val": 4,
-              "batch_size": 8, "num_epochs": 1, "warmup_steps": 0, "num_workers": 0,
-              "train_eval_size": 8, "eval_batch_size": 8, "base_filters": 16},
+    "smoke": {
+        "num_classes": 0,
+        "image_size": 32,
+        "eval_resize": 36,
+        "num_val": 4,
+        "batch_size": 8,
+        "num_epochs": 1,
+        "warmup_steps": 0,
+        "num_workers": 0,
+        "train_eval_size": 8,
+        "eval_batch_size": 8,
+        "base_filters": 16,
+    },
     # A short schedule on a subset (still needs the data): 100 images per class, 5 epochs.
-    "quick": {"num_train": 100_000, "num_epochs": 5, "warmup_steps": 500, "batch_size": 256,
-              "train_eval_size": 5_000},
+    "quick": {
+        "num_train": 100_000,
+        "num_epochs": 5,
+        "warmup_steps": 500,
+        "batch_size": 256,
+        "train_eval_size": 5_000,
+    },
 }
 
 
@@ -87,8 +106,12 @@ def resnet50(filters: int, num_classes: int) -> nn.Module:
     filters x (1, 2, 4, 8) (outputs x4), global average pool, linear."""
     from torchvision.models.resnet import Bottleneck
 
-    layers: list[nn.Module] = [nn.Conv2d(3, filters, 7, 2, 3, bias=False), nn.BatchNorm2d(filters),
-                               nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, filters, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(filters),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),
+    ]
     c_in = filters
     for i, n in enumerate((3, 4, 6, 3)):
         planes = filters * 2**i
@@ -96,11 +119,14 @@ def resnet50(filters: int, num_classes: int) -> nn.Module:
             stride = 2 if i > 0 and j == 0 else 1
             down = None
             if stride != 1 or c_in != planes * Bottleneck.expansion:
-                down = nn.Sequential(nn.Conv2d(c_in, planes * 4, 1, stride, bias=False),
-                                     nn.BatchNorm2d(planes * 4))
+                down = nn.Sequential(
+                    nn.Conv2d(c_in, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
+                )
             layers.append(Bottleneck(c_in, planes, stride, down))
             c_in = planes * 4
-    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+    model = nn.Sequential(
+        *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)
+    )
     for m in model.modules():  # torchvision's init, explicit; last BN of each block at zero
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -147,42 +173,67 @@ class ImageNetResNet50(OnDeviceImageClassification):
 
         c = self.config
         if c.synthetic_data:
-            raise ConfigError("imagenet-resnet50 has no synthetic data; the tests build a tiny "
-                              "ImageFolder instead")
+            raise ConfigError(
+                "imagenet-resnet50 has no synthetic data; the tests build a tiny "
+                "ImageFolder instead"
+            )
         root = Path(data_root) / "imagenet"
         if not ((root / "train").is_dir() and (root / "val").is_dir()):
-            raise MissingDataError("ImageNet", root, "give --data-root holding imagenet/train and "
-                                   "imagenet/val as ImageFolder trees (one folder per class); "
-                                   "it cannot be downloaded")
+            raise MissingDataError(
+                "ImageNet",
+                root,
+                "give --data-root holding imagenet/train and "
+                "imagenet/val as ImageFolder trees (one folder per class); "
+                "it cannot be downloaded",
+            )
         s = c.image_size
         to_uint8 = transforms.PILToTensor()  # (3, S, S) uint8; normalized on the device
-        train_tf = transforms.Compose([transforms.RandomResizedCrop(s), transforms.RandomHorizontalFlip(),
-                                       to_uint8])
-        eval_tf = transforms.Compose([transforms.Resize(c.eval_resize), transforms.CenterCrop(s), to_uint8])
-        train_aug, train_eval = (datasets.ImageFolder(str(root / "train"), t) for t in (train_tf, eval_tf))
+        train_tf = transforms.Compose(
+            [transforms.RandomResizedCrop(s), transforms.RandomHorizontalFlip(), to_uint8]
+        )
+        eval_tf = transforms.Compose(
+            [transforms.Resize(c.eval_resize), transforms.CenterCrop(s), to_uint8]
+        )
+        train_aug, train_eval = (
+            datasets.ImageFolder(str(root / "train"), t) for t in (train_tf, eval_tf)
+        )
         test = datasets.ImageFolder(str(root / "val"), eval_tf)
-        if train_aug.classes != test.classes or (c.num_classes and len(test.classes) != c.num_classes):
-            raise MissingDataError("ImageNet", root, f"expected {c.num_classes or 'the same'} class "
-                                   "folders in train/ and val/")
+        if train_aug.classes != test.classes or (
+            c.num_classes and len(test.classes) != c.num_classes
+        ):
+            raise MissingDataError(
+                "ImageNet",
+                root,
+                f"expected {c.num_classes or 'the same'} class folders in train/ and val/",
+            )
         self.num_classes = len(train_aug.classes)
         y_all = torch.tensor(train_aug.targets)
         perm = torch.randperm(len(y_all), generator=make_generator(c.data_seed, "vision/val-split"))
         va, tr = perm[: c.num_val].sort().values, perm[c.num_val :].sort().values
         if c.num_train:
-            tr = tr[torch.randperm(len(tr), generator=make_generator(c.data_seed, "vision/subset"))
-                    [: c.num_train].sort().values]
+            tr = tr[
+                torch.randperm(len(tr), generator=make_generator(c.data_seed, "vision/subset"))[
+                    : c.num_train
+                ]
+                .sort()
+                .values
+            ]
         labels = {"train": y_all[tr], "val": y_all[va]}
         if c.label_noise > 0:
             for split in ("train", "val") if c.noisy_val else ("train",):
                 gen = make_generator(c.data_seed, f"vision/label-noise/{split}")
-                labels[split] = symmetric_label_noise(labels[split], c.label_noise, self.num_classes, gen)
+                labels[split] = symmetric_label_noise(
+                    labels[split], c.label_noise, self.num_classes, gen
+                )
         test_idx = torch.arange(c.num_test or len(test))
         ev = torch.randperm(len(tr), generator=make_generator(c.data_seed, "vision/train-eval"))
         ev = ev[: min(c.train_eval_size, len(tr))]
-        self.sets = {"train": _Relabeled(train_aug, tr, labels["train"]),
-                     "train_eval": _Relabeled(train_eval, tr[ev], labels["train"][ev]),
-                     "val": _Relabeled(train_eval, va, labels["val"]),
-                     "test": _Relabeled(test, test_idx, torch.tensor(test.targets)[test_idx])}
+        self.sets = {
+            "train": _Relabeled(train_aug, tr, labels["train"]),
+            "train_eval": _Relabeled(train_eval, tr[ev], labels["train"][ev]),
+            "val": _Relabeled(train_eval, va, labels["val"]),
+            "test": _Relabeled(test, test_idx, torch.tensor(test.targets)[test_idx]),
+        }
         self.device = torch.device(device)
         self._mean = torch.tensor(MEAN, device=self.device)[:, None, None]
         self._std = torch.tensor(STD, device=self.device)[:, None, None]
@@ -193,10 +244,21 @@ class ImageNetResNet50(OnDeviceImageClassification):
     def _batches(self, split: str, batch_size: int, order: list[int] | None) -> Iterator[Any]:
         c = self.config
         loader = torch.utils.data.DataLoader(
-            self.sets[split], batch_size=batch_size, sampler=order, num_workers=c.num_workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
+            self.sets[split],
+            batch_size=batch_size,
+            sampler=order,
+            num_workers=c.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
         for x, y in loader:  # x: (B, 3, S, S) uint8
-            x = x.to(self.device, non_blocking=True).float().div_(255).sub_(self._mean).div_(self._std)
+            x = (
+                x.to(self.device, non_blocking=True)
+                .float()
+                .div_(255)
+                .sub_(self._mean)
+                .div_(self._std)
+            )
             if self.device.type == "cuda" and c.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y.to(self.device, non_blocking=True)

@@ -43,7 +43,6 @@ FILES = {
 }
 
 
-
 @dataclass(frozen=True)
 class MnistConfig(VisionConfig):
     hidden: tuple[int, int] = (300, 100)
@@ -66,8 +65,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The official code's schedule: x0.1 at 25/50/75% of training.
     "paper-code": {"lr_milestones": (0.25, 0.5, 0.75)},
     # Seconds: CLI and registry tests.
-    "smoke": {"num_train": 512, "num_val": 256, "num_test": 512, "num_epochs": 1,
-              "train_eval_size": 512},
+    "smoke": {
+        "num_train": 512,
+        "num_val": 256,
+        "num_test": 512,
+        "num_epochs": 1,
+        "train_eval_size": 512,
+    },
     # CPU minutes: 20k train examples, 10 epochs, the paper's schedule shape; base vs SAM at
     # 0.25x, 1x, 4x fits in ~10 CPU minutes (see the module docstring's command).
     "quick": {"num_train": 20_000, "num_epochs": 10, "train_eval_size": 5_000},
@@ -111,11 +115,13 @@ def find_mnist_raw(data_root: Path, download: bool) -> Path:
     else:
         reason = "download=false"
     raise MissingDataError(
-        "MNIST", candidates[0],
-        f"put {', '.join(names)} there (or give --data-root); {reason}")
+        "MNIST", candidates[0], f"put {', '.join(names)} there (or give --data-root); {reason}"
+    )
 
 
-def load_mnist(data_root: Path, download: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_mnist(
+    data_root: Path, download: bool = True
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{"train": (uint8 (60000, 28, 28, 1), int64 (60000,)), "test": (10000, ...)}."""
     folder = find_mnist_raw(data_root, download)
     out = {}
@@ -140,8 +146,10 @@ class MnistMLP(OnDeviceImageClassification):
         h1, h2 = (scale_width(h, width) for h in self.config.hidden)
         model = nn.Sequential(
             nn.Flatten(),  # (B, 1, 28, 28) -> (B, 784)
-            nn.Linear(784, h1), nn.ReLU(),
-            nn.Linear(h1, h2), nn.ReLU(),
+            nn.Linear(784, h1),
+            nn.ReLU(),
+            nn.Linear(h1, h2),
+            nn.ReLU(),
             nn.Linear(h2, self.num_classes),
         )
         for m in model:

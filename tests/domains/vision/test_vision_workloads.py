@@ -61,7 +61,9 @@ def test_mnist_and_resnet_width_grid() -> None:
     assert [w.build_model(1.0).stem[0].out_channels] == [64]  # "1x" = the standard ResNet-18
 
 
-@pytest.mark.parametrize("name", ["mnist-mlp", "cifar10-resnet18", "cifar10-vit", "imagenet-resnet50"])
+@pytest.mark.parametrize(
+    "name", ["mnist-mlp", "cifar10-resnet18", "cifar10-vit", "imagenet-resnet50"]
+)
 def test_param_count_strictly_increases(name: str) -> None:
     w = create_workload(name, "paper")
     counts = [_count(w, k) for k in w.widths]
@@ -192,8 +194,16 @@ def test_train_batches_shapes_and_determinism() -> None:
 # ---------------------------------------------------------------------- sparsity
 @pytest.mark.parametrize("method", ["random", "snip"])
 def test_sparsity_masks_survive_sam_steps(method: str) -> None:
-    w = create_workload("cifar10-resnet18", "smoke", synthetic_data=True, sparsity=0.9,
-                        sparsity_method=method, weight_decay=5e-4, num_train=64, batch_size=32)
+    w = create_workload(
+        "cifar10-resnet18",
+        "smoke",
+        synthetic_data=True,
+        sparsity=0.9,
+        sparsity_method=method,
+        weight_decay=5e-4,
+        num_train=64,
+        batch_size=32,
+    )
     w.setup_data(Path("."), torch.device("cpu"))
     model = w.build_model(1 / 16)
     zeros = {p: (p == 0) for p in w.masks}
@@ -224,14 +234,32 @@ def test_two_sam_steps_on_synthetic_data(name: str) -> None:
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "runners" / "run.py"), *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "runners" / "run.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_mnist_smoke(tmp_path: Path) -> None:
     data = ["--data-root", str(DATA)] if DATA else ["--synthetic_data=true"]
-    out = _run(["--workload", "mnist-mlp", "--preset", "smoke", "--results", str(tmp_path),
-                "--width", "0.25x", "--no-progress", *data])
+    out = _run(
+        [
+            "--workload",
+            "mnist-mlp",
+            "--preset",
+            "smoke",
+            "--results",
+            str(tmp_path),
+            "--width",
+            "0.25x",
+            "--no-progress",
+            *data,
+        ]
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "done     mnist-mlp sgd w0.25x" in out.stdout and "sam rho=0.1 w0.25x" in out.stdout
     import sqlite3
@@ -244,9 +272,25 @@ def test_cli_mnist_smoke(tmp_path: Path) -> None:
 def test_cli_label_noise_recorded_in_config(tmp_path: Path) -> None:
     from runners.run import main
 
-    rc = main(["--workload", "cifar10-resnet18", "--preset", "smoke", "--width", "0.0625x",
-               "--optimizer", "sam", "--results", str(tmp_path), "--no-progress",
-               "--synthetic_data=true", "--num_train=128", "--label-noise", "0.5"])
+    rc = main(
+        [
+            "--workload",
+            "cifar10-resnet18",
+            "--preset",
+            "smoke",
+            "--width",
+            "0.0625x",
+            "--optimizer",
+            "sam",
+            "--results",
+            str(tmp_path),
+            "--no-progress",
+            "--synthetic_data=true",
+            "--num_train=128",
+            "--label-noise",
+            "0.5",
+        ]
+    )
     assert rc == 0
     import json
     import sqlite3
@@ -271,9 +315,21 @@ def test_imagenet_tiny_imagefolder_smoke(tmp_path: Path) -> None:
     from runners.run import main
 
     _tiny_imagefolder(tmp_path / "data")
-    rc = main(["--workload", "imagenet-resnet50", "--preset", "smoke", "--width", "0.25x",
-               "--results", str(tmp_path / "res"), "--data-root", str(tmp_path / "data"),
-               "--no-progress"])
+    rc = main(
+        [
+            "--workload",
+            "imagenet-resnet50",
+            "--preset",
+            "smoke",
+            "--width",
+            "0.25x",
+            "--results",
+            str(tmp_path / "res"),
+            "--data-root",
+            str(tmp_path / "data"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
 
 
