@@ -353,7 +353,7 @@ class OnDeviceImageClassification(Workload):
         with self._autocast(x):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
-        acc = (logits.argmax(1) == y).float().mean()
+        acc = 100.0 * (logits.argmax(1) == y).float().mean()  # percent, as evaluate()
         return loss, {"acc": acc.detach()}
 
     @torch.no_grad()

@@ -137,6 +137,13 @@ def test_cifar_jpeg_tar_full_decode() -> None:
     assert raw["test"][0].shape == (10_000, 32, 32, 3)
     assert torch.bincount(raw["train"][1]).tolist() == [5_000] * 10
     assert torch.bincount(raw["test"][1]).tolist() == [1_000] * 10
+    w = create_workload("cifar10-resnet18", "paper", download=False)
+    w.setup_data(DATA, torch.device("cpu"))
+    assert {k: len(v) for k, v in w.splits.labels.items()} == {
+        "train": 45_000,
+        "val": 5_000,
+        "test": 10_000,
+    }
 
 
 # ---------------------------------------------------------------------- label noise
@@ -348,3 +355,35 @@ def test_matched_parameter_sparsity() -> None:
     assert 0.74 < m["model/sparsity"] < 0.76
     with pytest.raises(ConfigError, match="not both"):
         create_workload("cifar10-resnet18", "smoke", match_params_of=0.25, sparsity=0.5)
+
+
+def test_same_seed_same_metric_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from runners.run import main
+
+    rows = []
+    for d in ("a", "b"):
+        args = [
+            "--workload",
+            "mnist-mlp",
+            "--preset",
+            "smoke",
+            "--width",
+            "0.25x",
+            "--optimizer",
+            "sam",
+            "--results",
+            str(tmp_path / d),
+            "--no-progress",
+            "--synthetic_data=true",
+        ]
+        assert main(args) == 0
+        con = sqlite3.connect(tmp_path / d / "runs.sqlite")
+        rows.append(
+            con.execute(
+                "select step, key, value from metrics where key not like 'time/%' "
+                "order by step, key"
+            ).fetchall()
+        )
+    assert rows[0] == rows[1] and len(rows[0]) > 5
