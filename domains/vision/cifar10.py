@@ -130,7 +130,7 @@ def load_cifar10(data_root: Path, download: bool = True) -> Raw:
             CIFAR10(str(tv_cache), train=True, download=True)
             return _read_pickles(tv_cache / "cifar-10-batches-py")
         except Exception as exc:  # offline or no torchvision: one clear error
-            reason = f"download failed ({type(exc).__name__}: {exc})"
+            reason = f"download failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
     raise MissingDataError(
         "CIFAR-10",
         root,

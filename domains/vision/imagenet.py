@@ -53,7 +53,7 @@ class ImageNetConfig(VisionConfig):
     """DataLoader decoding processes"""
     num_val: int = 10_000
     num_classes: int = 1000
-    """classes expected in the ImageFolder (checked)"""
+    """classes expected in the ImageFolder (checked; 0 = whatever the folder holds)"""
     optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9

@@ -109,7 +109,7 @@ def find_mnist_raw(data_root: Path, download: bool) -> Path:
             if all((candidates[1] / n).exists() for n in names):
                 return candidates[1]
         except Exception as exc:  # offline, or torchvision missing: one clear error below
-            reason = f"download failed ({type(exc).__name__}: {exc})"
+            reason = f"download failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
         else:
             reason = "download produced no .gz files"
     else:
