@@ -244,6 +244,7 @@ class CifarViT(nn.Module):
 class ResNetConfig(VisionConfig):
     base_filters: int = 64
     """filters of the first stage at width 1x (the standard ResNet-18)"""
+    # the paper's recipe (fields documented in TrainConfig)
     optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9
@@ -262,6 +263,7 @@ class ViTConfig(VisionConfig):
     """Transformer width at 1x (heads = hidden / 32, MLP = 2 x hidden)"""
     depth: int = 6
     """Transformer layers"""
+    # the paper's recipe; momentum 0.9 assumed (not stated)
     optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9

@@ -52,8 +52,10 @@ class ImageNetConfig(VisionConfig):
     num_workers: int = 8
     """DataLoader decoding processes"""
     num_val: int = 10_000
+    """validation images carved from train (10 per class on average)"""
     num_classes: int = 1000
     """classes expected in the ImageFolder (checked; 0 = whatever the folder holds)"""
+    # the paper's recipe (fields documented in TrainConfig)
     optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9

@@ -18,6 +18,11 @@ Recipe: SGD momentum 0.9, lr 0.1, batch 128, wd 1e-4, 100 epochs, lr x0.1 at 50/
 
     python runners/run.py --workload mnist-mlp --width 0.25x,1x,4x --optimizer both --rho 0.1 \
         --preset quick --data-root /path/to/data
+
+On a shared CPU, ``OMP_NUM_THREADS=1`` avoids OpenMP oversubscription (measured on 2 busy cores:
+3.4 ms vs 370 ms per SGD step at 1x). Quick preset (20k train images, 10 epochs), base vs SAM rho
+0.1 at 0.25x/1x/4x: 6.4 min wall on 2 shared cores; test acc SGD 96.72 97.34 97.51, SAM 96.71
+97.30 97.70 (one seed).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ FILES = {
 class MnistConfig(VisionConfig):
     hidden: tuple[int, int] = (300, 100)
     """hidden layer sizes at width 1x (LeNet-300-100)"""
-    # the paper's recipe
+    # the paper's recipe (fields documented in TrainConfig)
     optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9
