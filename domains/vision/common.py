@@ -33,6 +33,7 @@ __all__ = [
     "OnDeviceImageClassification",
     "cache_dir",
     "carve_validation",
+    "seeded_subset",
     "symmetric_label_noise",
     "random_crop_flip",
     "normalize",
@@ -59,7 +60,7 @@ class VisionConfig(TrainConfig):
     num_val: int = 5_000
     """validation examples carved from the official train split (seeded; model and rho selection)"""
     num_test: int = 0
-    """test examples used, the first of the official test split (0 = all)"""
+    """test examples used, a seeded subset of the official test split (0 = all)"""
     data_seed: int = 0
     """seed of the validation split, subsets and label noise; the same for every training seed"""
     download: bool = True
@@ -78,7 +79,7 @@ class VisionConfig(TrainConfig):
     sparsity_method: str = "random"
     """random (layer-wise, each kernel at the same rate) | snip (global |g * w| on one batch)"""
     train_eval_size: int = 10_000
-    """training examples (fixed seeded subset) on which train/loss and train/acc are evaluated"""
+    """training examples (fixed seeded subset, their possibly noisy labels) for train/loss, train/acc"""
     eval_batch_size: int = 1_000
     """examples per forward pass at evaluation"""
     bf16: bool = True
@@ -131,6 +132,13 @@ def symmetric_label_noise(
     noisy = labels.clone()
     noisy[idx] = (labels[idx].cpu() + shift).remainder(num_classes).to(labels.device)
     return noisy
+
+
+def seeded_subset(n: int, k: int, seed: int, stream: str) -> torch.Tensor:
+    """k of range(n), drawn uniformly without replacement by a named stream, sorted."""
+    if not 0 < k <= n:
+        raise ConfigError(f"cannot take {k} of {n} examples")
+    return torch.randperm(n, generator=make_generator(seed, stream))[:k].sort().values
 
 
 # ---------------------------------------------------------------------- augmentation
@@ -258,12 +266,10 @@ class OnDeviceImageClassification(Workload):
         x_test, y_test = raw["test"]
         tr, va = carve_validation(len(y_train), c.num_val, c.data_seed)
         if c.num_train:  # a seeded subset of the remaining train examples (quick/smoke presets)
-            if c.num_train > len(tr):
-                raise ConfigError(f"num_train {c.num_train} > {len(tr)} available train examples")
-            pick = torch.randperm(len(tr), generator=make_generator(c.data_seed, "vision/subset"))
-            tr = tr[pick[: c.num_train].sort().values]
-        if c.num_test:
-            x_test, y_test = x_test[: c.num_test], y_test[: c.num_test]
+            tr = tr[seeded_subset(len(tr), c.num_train, c.data_seed, "vision/subset")]
+        if c.num_test:  # a seeded subset: decoded folders are sorted by class, so never "first N"
+            te = seeded_subset(len(y_test), c.num_test, c.data_seed, "vision/test-subset")
+            x_test, y_test = x_test[te], y_test[te]
         labels = {"train": y_train[tr], "val": y_train[va], "test": y_test}
         if c.label_noise > 0:  # test labels stay clean
             for split in ("train", "val") if c.noisy_val else ("train",):

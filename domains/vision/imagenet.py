@@ -33,7 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from domains.registry import register
-from domains.vision.common import OnDeviceImageClassification, VisionConfig, symmetric_label_noise
+from domains.vision.common import (
+    OnDeviceImageClassification,
+    VisionConfig,
+    carve_validation,
+    seeded_subset,
+    symmetric_label_noise,
+)
 from domains.workload import ConfigError, MissingDataError, build_config
 from samcore.seeding import make_generator
 from samcore.width import scale_width
@@ -210,16 +216,9 @@ class ImageNetResNet50(OnDeviceImageClassification):
             )
         self.num_classes = len(train_aug.classes)
         y_all = torch.tensor(train_aug.targets)
-        perm = torch.randperm(len(y_all), generator=make_generator(c.data_seed, "vision/val-split"))
-        va, tr = perm[: c.num_val].sort().values, perm[c.num_val :].sort().values
+        tr, va = carve_validation(len(y_all), c.num_val, c.data_seed)  # as the on-device sets
         if c.num_train:
-            tr = tr[
-                torch.randperm(len(tr), generator=make_generator(c.data_seed, "vision/subset"))[
-                    : c.num_train
-                ]
-                .sort()
-                .values
-            ]
+            tr = tr[seeded_subset(len(tr), c.num_train, c.data_seed, "vision/subset")]
         labels = {"train": y_all[tr], "val": y_all[va]}
         if c.label_noise > 0:
             for split in ("train", "val") if c.noisy_val else ("train",):
@@ -227,7 +226,11 @@ class ImageNetResNet50(OnDeviceImageClassification):
                 labels[split] = symmetric_label_noise(
                     labels[split], c.label_noise, self.num_classes, gen
                 )
-        test_idx = torch.arange(c.num_test or len(test))
+        test_idx = (  # a seeded subset: ImageFolder is sorted by class
+            seeded_subset(len(test), c.num_test, c.data_seed, "vision/test-subset")
+            if c.num_test
+            else torch.arange(len(test))
+        )
         ev = torch.randperm(len(tr), generator=make_generator(c.data_seed, "vision/train-eval"))
         ev = ev[: min(c.train_eval_size, len(tr))]
         self.sets = {

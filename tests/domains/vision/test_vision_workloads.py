@@ -387,3 +387,15 @@ def test_same_seed_same_metric_rows(tmp_path: Path) -> None:
             ).fetchall()
         )
     assert rows[0] == rows[1] and len(rows[0]) > 5
+
+
+def test_subsets_are_seeded_and_class_balanced_on_sorted_data(monkeypatch) -> None:
+    """Decoded JPEG folders are sorted by class: subsets must not be "the first N"."""
+    w = create_workload("cifar10-resnet18", "quick")
+    y = torch.arange(10).repeat_interleave(100)  # class-sorted, 100 per class
+    x = torch.zeros(1000, 32, 32, 3, dtype=torch.uint8)
+    monkeypatch.setattr(w, "_load_raw", lambda root: {"train": (x, y), "test": (x, y)})
+    w.config = w.config.__class__(num_train=300, num_val=200, num_test=200)
+    w.setup_data(Path("."), torch.device("cpu"))
+    for split in ("train", "val", "test"):
+        assert torch.bincount(w.splits.labels[split], minlength=10).min() > 0, split
