@@ -284,6 +284,17 @@ _SMALL = {
         "train_eval_size": 512,
         "eval_batch_size": 256,
     },
+    # Tests: random images of CIFAR's shape (no data needed).
+    "tiny": {
+        "synthetic_data": True,
+        "num_train": 64,
+        "num_val": 32,
+        "num_test": 32,
+        "batch_size": 32,
+        "num_epochs": 1,
+        "train_eval_size": 32,
+        "eval_batch_size": 32,
+    },
     # CPU minutes: 5k train images, 4 epochs, 2k val / 2k test; narrow widths (docstring).
     "quick": {
         "num_train": 5_000,

@@ -40,7 +40,7 @@ from domains.vision.common import (
     seeded_subset,
     symmetric_label_noise,
 )
-from domains.workload import ConfigError, MissingDataError, build_config
+from domains.workload import MissingDataError, build_config
 from samcore.seeding import make_generator
 from samcore.width import scale_width
 
@@ -96,6 +96,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_workers": 0,
         "train_eval_size": 8,
         "eval_batch_size": 8,
+        "base_filters": 16,
+    },
+    # Tests: random images with the smoke shapes (no data needed).
+    "tiny": {
+        "synthetic_data": True,
+        "num_classes": 10,
+        "image_size": 32,
+        "num_train": 32,
+        "num_val": 16,
+        "num_test": 16,
+        "batch_size": 16,
+        "num_epochs": 1,
+        "warmup_steps": 0,
+        "train_eval_size": 16,
+        "eval_batch_size": 16,
         "base_filters": 16,
     },
     # A short schedule on a subset (still needs the data): 100 images per class, 5 epochs.
@@ -180,11 +195,11 @@ class ImageNetResNet50(OnDeviceImageClassification):
         from torchvision import datasets, transforms
 
         c = self.config
-        if c.synthetic_data:
-            raise ConfigError(
-                "imagenet-resnet50 has no synthetic data; the tests build a tiny "
-                "ImageFolder instead"
-            )
+        if c.synthetic_data:  # random images on the device, through the shared on-device path
+            self.image_shape = (c.image_size, c.image_size, 3)
+            self.num_classes = c.num_classes or 10
+            self.sets = {}
+            return super().setup_data(data_root, device)
         root = Path(data_root) / "imagenet"
         if not ((root / "train").is_dir() and (root / "val").is_dir()):
             raise MissingDataError(
@@ -244,6 +259,8 @@ class ImageNetResNet50(OnDeviceImageClassification):
         self._std = torch.tensor(STD, device=self.device)[:, None, None]
 
     def steps_per_epoch(self) -> int:
+        if self.splits is not None:  # synthetic data
+            return super().steps_per_epoch()
         return math.ceil(len(self.sets["train"]) / self.config.batch_size)
 
     def _batches(self, split: str, batch_size: int, order: list[int] | None) -> Iterator[Any]:
@@ -271,11 +288,15 @@ class ImageNetResNet50(OnDeviceImageClassification):
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
         # Crop and flip randomness comes from the workers' seeds, which torch derives from the
         # global generator (seeded per run by the runner).
+        if self.splits is not None:  # synthetic data
+            return super().train_batches(epoch, generator)
         order = torch.randperm(len(self.sets["train"]), generator=generator).tolist()
         return self._batches("train", self.config.batch_size, order)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
+        if self.splits is not None:  # synthetic data
+            return super().evaluate(model)
         out: dict[str, float] = {}
         for name, split in (("train", "train_eval"), ("val", "val"), ("test", "test")):
             loss_sum = torch.zeros((), device=self.device)

@@ -77,6 +77,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_epochs": 1,
         "train_eval_size": 512,
     },
+    # Tests: random images of MNIST's shape (no data needed).
+    "tiny": {
+        "synthetic_data": True,
+        "num_train": 64,
+        "num_val": 32,
+        "num_test": 32,
+        "batch_size": 32,
+        "num_epochs": 1,
+        "train_eval_size": 32,
+    },
     # CPU minutes: 20k train examples, 10 epochs, the paper's schedule shape; base vs SAM at
     # 0.25x, 1x, 4x fits in ~10 CPU minutes (see the module docstring's command).
     "quick": {"num_train": 20_000, "num_epochs": 10, "train_eval_size": 5_000},

@@ -226,9 +226,10 @@ def test_sparsity_masks_survive_sam_steps(method: str) -> None:
 
 
 # ---------------------------------------------------------------------- end to end
-@pytest.mark.parametrize("name", ["mnist-mlp", "cifar10-resnet18", "cifar10-vit"])
-def test_two_sam_steps_on_synthetic_data(name: str) -> None:
-    w = create_workload(name, "smoke", synthetic_data=True, num_train=64, batch_size=32)
+@pytest.mark.parametrize("name", sorted(PAPER_COUNTS) + ["cifar10-vit"])
+def test_tiny_preset_two_sam_steps(name: str) -> None:
+    """Registry-style smoke: tiny preset on synthetic data, two SAM steps, eval has the target."""
+    w = create_workload(name, "tiny")
     w.setup_data(Path("."), torch.device("cpu"))
     model = w.build_model(w.widths[0])
     opt = build_optimizer(model, "sgd", lr=0.05, momentum=0.9, sam=True, rho=0.05)
@@ -236,7 +237,7 @@ def test_two_sam_steps_on_synthetic_data(name: str) -> None:
         res = train_step(model, opt, w.loss, batch)
         assert torch.isfinite(res.loss)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-    assert "val/acc" in w.evaluate(model.eval())
+    assert "val/acc" in w.evaluate(model.eval()) and "test/acc" in w.evaluate(model)
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
