@@ -400,3 +400,20 @@ def test_subsets_are_seeded_and_class_balanced_on_sorted_data(monkeypatch) -> No
     w.setup_data(Path("."), torch.device("cpu"))
     for split in ("train", "val", "test"):
         assert torch.bincount(w.splits.labels[split], minlength=10).min() > 0, split
+
+
+def test_read_idx_generated(tmp_path: Path) -> None:
+    """The IDX parser without the data set: header, shape and bytes of a generated file."""
+    import gzip
+    import struct
+
+    from domains.vision.mnist import read_idx
+
+    body = bytes(range(24))
+    with gzip.open(tmp_path / "x-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">HBB3I", 0, 8, 3, 2, 3, 4) + body)
+    x = read_idx(tmp_path / "x-idx3-ubyte.gz")
+    assert x.shape == (2, 3, 4) and x.flatten().tolist() == list(range(24))
+    (tmp_path / "bad").write_bytes(struct.pack(">HBB1I", 0, 0x0D, 1, 4) + bytes(16))
+    with pytest.raises(ValueError, match="IDX"):
+        read_idx(tmp_path / "bad")
