@@ -30,7 +30,9 @@ Metric: accuracy in percent, ``val/acc`` selects, ``test/acc`` is reported.
 Measured here (2 shared CPU cores, OMP_NUM_THREADS=1): decoding the JPEG tar once, 51 s wall
 (16 s CPU), then 0.5 s per load from the cache. Data path alone (benchmarks/vision_data.py, CPU,
 1 thread): 29,400 images/s on the device path vs 4,500 with a torchvision DataLoader (2 workers).
-ResNet-18 quick preset, base vs SAM rho 0.1: 0.0625x 59 s / 69 s, 0.125x 44 s / 88 s.
+ResNet-18 quick preset, base vs SAM rho 0.1 (train seconds): 0.0625x 59 / 69, 0.125x 44 / 88,
+0.25x 168 / 213; about 14 min wall for all six runs. Test acc base / SAM: 33.3 / 27.7, 37.1 / 33.6,
+38.2 / 33.1 (4 epochs on 5k images: a pipeline check, too short to show SAM's gain).
 
     python runners/run.py --workload cifar10-resnet18 --width 0.0625x,0.25x,1x --preset quick
     python runners/run.py --workload cifar10-resnet18 --width 1x --preset paper --device cuda \
