@@ -103,41 +103,50 @@ def _loss(model, batch):
     return nn.functional.cross_entropy(model(x), y), {}
 
 
-def _time_block(model, opt, batch, steps, public=False) -> float:
+def _time_block(model, opt, batch, steps, mode) -> float:
+    """``mode``: "base" / "sam" (our two-step API) / "public" with identical raw loops, or
+    "base_step" / "sam_step" through ``train_step`` (what the runner calls)."""
     t0 = time.perf_counter()
     for _ in range(steps):
-        if public:
-            opt.zero_grad()
-            _loss(model, batch)[0].backward()
-            opt.first_step()
-            _loss(model, batch)[0].backward()
-            opt.second_step()
-        else:
+        if mode in ("base_step", "sam_step"):
             train_step(model, opt, _loss, batch)
+            continue
+        opt.zero_grad()
+        _loss(model, batch)[0].backward()
+        if mode == "base":
+            opt.step()
+            continue
+        opt.first_step(zero_grad=True) if mode == "sam" else opt.first_step()
+        _loss(model, batch)[0].backward()
+        opt.second_step()
+    if model[-1].weight.device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
 def measure(name: str, make_model, batch, rounds: int, steps: int) -> dict[str, float]:
     kw = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
-    models = [make_model() for _ in range(3)]
-    base = torch.optim.SGD(models[0].parameters(), **kw)
-    ours = SAM(models[1].parameters(), torch.optim.SGD, rho=0.05, **kw)
-    public = PublicSAM(models[2].parameters(), torch.optim.SGD, rho=0.05, **kw)
-    for m, o, p in zip(models, (base, ours, public), (False, False, True)):
-        _time_block(m, o, batch, 3, p)  # warm-up
-    ours_r, public_r = [], []
+    models = {m: make_model() for m in ("base", "sam", "public", "base_step", "sam_step")}
+    opts = {
+        "base": torch.optim.SGD(models["base"].parameters(), **kw),
+        "sam": SAM(models["sam"].parameters(), torch.optim.SGD, rho=0.05, **kw),
+        "public": PublicSAM(models["public"].parameters(), torch.optim.SGD, rho=0.05, **kw),
+        "base_step": torch.optim.SGD(models["base_step"].parameters(), **kw),
+        "sam_step": SAM(models["sam_step"].parameters(), torch.optim.SGD, rho=0.05, **kw),
+    }
+    for mode in models:
+        _time_block(models[mode], opts[mode], batch, 3, mode)  # warm-up
+    ratios: dict[str, list[float]] = {"ours": [], "public": [], "train_step": []}
     for _ in range(rounds):
-        tb = _time_block(models[0], base, batch, steps)
-        to = _time_block(models[1], ours, batch, steps)
-        tp = _time_block(models[2], public, batch, steps, public=True)
-        ours_r.append(to / tb)
-        public_r.append(tp / tb)
-    n = sum(p.numel() for p in models[0].parameters())
-    out = {"ours": statistics.median(ours_r), "public": statistics.median(public_r)}
-    print(
-        f"{name:<24} {n:>11,} params   SAM/base: ours {out['ours']:.3f}x   "
-        f"public pattern {out['public']:.3f}x   (median of {rounds} rounds x {steps} steps)"
-    )
+        t = {mode: _time_block(models[mode], opts[mode], batch, steps, mode) for mode in models}
+        ratios["ours"].append(t["sam"] / t["base"])
+        ratios["public"].append(t["public"] / t["base"])
+        ratios["train_step"].append(t["sam_step"] / t["base_step"])
+    n = sum(p.numel() for p in models["base"].parameters())
+    out = {k: statistics.median(v) for k, v in ratios.items()}
+    print(f"{name:<22} {n:>10,} params  SAM/base: ours {out['ours']:.3f}x  public pattern "
+          f"{out['public']:.3f}x  via train_step {out['train_step']:.3f}x  "
+          f"(median of {rounds} rounds x {steps} steps)")
     return out
 
 
