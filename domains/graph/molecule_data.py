@@ -104,8 +104,9 @@ def _scaffold(smiles: str) -> str:
         return Chem.MolToSmiles(core, isomericSmiles=True)
 
 
-def scaffold_split(smiles: list[str], frac_train: float = 0.8,
-                   frac_valid: float = 0.1) -> dict[str, np.ndarray]:
+def scaffold_split(
+    smiles: list[str], frac_train: float = 0.8, frac_valid: float = 0.1
+) -> dict[str, np.ndarray]:
     """OGB's scaffold split (pretrain-gnns ``splitters.scaffold_split``), deterministic."""
     from rdkit import RDLogger
 
@@ -146,10 +147,20 @@ def write_ogb_layout(csv_path: Path, out_dir: Path, max_molecules: int = 0) -> N
         frame.to_csv(path, index=False, header=False, compression="gzip")
 
     # OGB's raw files hold one direction per bond (read_graph adds the inverse edge back).
-    save("raw/edge.csv.gz", pd.DataFrame(np.concatenate(
-        [g["edge_index"][:, 0::2].T for g in graphs] + [np.empty((0, 2), np.int64)])))
-    save("raw/edge-feat.csv.gz", pd.DataFrame(np.concatenate(
-        [g["edge_feat"][0::2] for g in graphs] + [np.empty((0, 3), np.int64)])))
+    save(
+        "raw/edge.csv.gz",
+        pd.DataFrame(
+            np.concatenate(
+                [g["edge_index"][:, 0::2].T for g in graphs] + [np.empty((0, 2), np.int64)]
+            )
+        ),
+    )
+    save(
+        "raw/edge-feat.csv.gz",
+        pd.DataFrame(
+            np.concatenate([g["edge_feat"][0::2] for g in graphs] + [np.empty((0, 3), np.int64)])
+        ),
+    )
     save("raw/node-feat.csv.gz", pd.DataFrame(np.concatenate([g["node_feat"] for g in graphs])))
     save("raw/num-node-list.csv.gz", pd.DataFrame([g["num_nodes"] for g in graphs]))
     save("raw/num-edge-list.csv.gz", pd.DataFrame([g["edge_index"].shape[1] // 2 for g in graphs]))
@@ -168,8 +179,9 @@ def ogb_meta(name: str) -> dict[str, str]:
     import pandas as pd
     from ogb.graphproppred import dataset_pyg
 
-    master = pd.read_csv(Path(dataset_pyg.__file__).parent / "master.csv", index_col=0,
-                         keep_default_na=False)
+    master = pd.read_csv(
+        Path(dataset_pyg.__file__).parent / "master.csv", index_col=0, keep_default_na=False
+    )
     if name not in master:
         raise ValueError(f"{name!r} is not an OGB graph property data set")
     return dict(master[name])
@@ -199,47 +211,63 @@ def _open(name: str, folder: Path) -> Any:
         return PygGraphPropPredDataset(name, meta_dict=meta)
 
 
-def load_ogb_dataset(name: str, data_root: Path, cache: Path, max_molecules: int = 0,
-                     download: bool = True) -> tuple[Any, dict[str, Any]]:
+def load_ogb_dataset(
+    name: str, data_root: Path, cache: Path, max_molecules: int = 0, download: bool = True
+) -> tuple[Any, dict[str, Any]]:
     """(PygGraphPropPredDataset, split indices) for OGB set ``name``.
 
     Looks, in order, for: a ready copy in ``cache``; OGB's unpacked folder in ``data_root``
     (copied to the cache); the MoleculeNet CSV in ``data_root/moleculenet`` (rebuilt into the
     cache); else OGB's download into the cache. ``max_molecules`` > 0 rebuilds from the first
-    N CSV rows only (smoke runs), with the scaffold split recomputed on them.
+    N CSV rows only (smoke runs), with the scaffold split recomputed on them; without a CSV
+    (molpcba) it takes the first N graphs of the full set and OGB's split restricted to them.
     """
+    csv = data_root / "moleculenet" / MOLECULENET_CSV.get(name, "-")
+    if max_molecules and not csv.is_file():
+        # No CSV to rebuild from (molpcba): the first N graphs of the full set, OGB's split.
+        dataset, split = load_ogb_dataset(name, data_root, cache, 0, download)
+        return dataset[:max_molecules], {k: v[v < max_molecules] for k, v in split.items()}
     dir_name = name.replace("-", "_") + (f"_first{max_molecules}" if max_molecules else "")
     target = cache / dir_name
     if target.is_dir() and not (target / _RELEASE).exists():
         shutil.rmtree(target)  # an interrupted build or download: start again
     if not target.is_dir():
         held = [data_root / name.replace("-", "_"), data_root / "ogb" / name.replace("-", "_")]
-        csv = data_root / "moleculenet" / MOLECULENET_CSV.get(name, "-")
         tmp = cache / f".{dir_name}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         found = next((h for h in held if (h / _RELEASE).exists()), None)
         if found is not None and not max_molecules:
             shutil.copytree(found, tmp, ignore=shutil.ignore_patterns("processed"))
         elif csv.is_file():
-            print(f"{name}: rebuilding OGB's layout from {csv} into {target} (once)", file=sys.stderr)
+            print(
+                f"{name}: rebuilding OGB's layout from {csv} into {target} (once)", file=sys.stderr
+            )
             write_ogb_layout(csv, tmp, max_molecules)
-        elif download and not max_molecules:
+        elif download:
             _download(name, cache, held, csv)
             tmp = cache / name.replace("-", "_")  # OGB unpacks under its own name
         else:
             raise _missing(name, held, csv, cache)
         _open(name, tmp)  # process once, inside the temporary folder
         if tmp != target:
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process finished the same build first: use theirs
+                if not (target / _RELEASE).exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
     dataset = _open(name, target)
     return dataset, dataset.get_idx_split()
 
 
 def _missing(name: str, held: list[Path], csv: Path, cache: Path) -> MissingDataError:
-    looked = ", ".join(str(p) for p in [*held, csv, cache / name.replace("-", "_")])
-    how = (f"run once with internet access (OGB's PygGraphPropPredDataset downloads it into "
-           f"{cache}), or unpack OGB's {ogb_meta(name)['url']} so that "
-           f"{held[0]}/{_RELEASE} exists")
+    csvs = [csv] if name in MOLECULENET_CSV else []  # molpcba has no held CSV to rebuild from
+    looked = ", ".join(str(p) for p in [*held, *csvs, cache / name.replace("-", "_")])
+    how = (
+        f"run once with internet access (OGB's PygGraphPropPredDataset downloads it into "
+        f"{cache}), or unpack OGB's {ogb_meta(name)['url']} so that "
+        f"{held[0]}/{_RELEASE} exists"
+    )
     return MissingDataError(name, looked, how)
 
 

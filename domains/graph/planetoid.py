@@ -119,9 +119,11 @@ class PlanetoidNodes(Workload):
         except OSError as exc:  # offline and not held: the download failed
             shutil.rmtree(cache / name, ignore_errors=True)
             raise MissingDataError(
-                f"Planetoid {name}", f"{held} and {cache / name}",
+                f"Planetoid {name}",
+                f"{held} and {cache / name}",
                 "run once with internet access (PyG's Planetoid downloads it), or put the "
-                f"ind.{name.lower()}.* files in {held}") from exc
+                f"ind.{name.lower()}.* files in {held}",
+            ) from exc
         self.data = dataset[0].to(device)
 
     def steps_per_epoch(self) -> int:

@@ -36,10 +36,32 @@ def cli(tmp_path: Path, graph_cache: Path, shared_data: Path) -> Callable[..., A
     oversubscribed threads make sparse scatter ops 10-100x slower)."""
 
     def run(args: list[str]) -> subprocess.CompletedProcess:
-        env = dict(os.environ, SAM_DATA=str(shared_data), XDG_CACHE_HOME=str(graph_cache),
-                   OMP_NUM_THREADS="1")
+        env = dict(
+            os.environ,
+            SAM_DATA=str(shared_data),
+            XDG_CACHE_HOME=str(graph_cache),
+            OMP_NUM_THREADS="1",
+        )
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        return subprocess.run([sys.executable, str(REPO / "runners" / "run.py"), *args],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, str(REPO / "runners" / "run.py"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     return run
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Graph tests marked ``slow`` (the full 41k-molecule rebuild) run only when asked for
+    with ``-m slow`` (tox -e slow), so a plain ``pytest tests/domains/graph`` stays < 1 min."""
+    if "slow" in (config.getoption("-m") or "") and "not slow" not in config.getoption("-m"):
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords and here in Path(item.fspath).parents:
+            item.add_marker(skip)

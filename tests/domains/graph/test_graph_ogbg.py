@@ -40,8 +40,13 @@ def _write_toy_csv(root: Path) -> Path:
 
 def test_graph_domain_registers_its_workloads():
     names = set(list_workloads(domain="graph"))
-    assert {"ogbg-molhiv", "ogbg-moltox21", "ogbg-molpcba", "planetoid-cora",
-            "planetoid-citeseer"} <= names
+    assert {
+        "ogbg-molhiv",
+        "ogbg-moltox21",
+        "ogbg-molpcba",
+        "planetoid-cora",
+        "planetoid-citeseer",
+    } <= names
     assert default_workload("graph") == "ogbg-molhiv"
 
 
@@ -53,8 +58,9 @@ def test_molpcba_parameter_counts_match_the_paper():
     assert counts == PAPER_MOLPCBA
 
 
-@pytest.mark.parametrize("name", ["ogbg-molhiv", "ogbg-moltox21", "ogbg-molpcba",
-                                  "planetoid-cora", "planetoid-citeseer"])
+@pytest.mark.parametrize(
+    "name", ["ogbg-molhiv", "ogbg-moltox21", "ogbg-molpcba", "planetoid-cora", "planetoid-citeseer"]
+)
 def test_parameter_count_strictly_increases_with_width(name):
     workload = create_workload(name, "smoke")
     with torch.device("meta"):
@@ -75,8 +81,9 @@ def test_scaffold_split_is_deterministic_disjoint_and_80_10_10():
     assert len(parts[0]) + len(parts[1]) <= 0.9 * len(TOY_SMILES)
     assert first["train"].tolist()[:8] == list(range(8))  # the largest (benzene) set is train's
     scaffolds = [{_scaffold(TOY_SMILES[i]) for i in p} for p in parts]
-    assert not (scaffolds[0] & scaffolds[1] or scaffolds[0] & scaffolds[2]
-                or scaffolds[1] & scaffolds[2])
+    assert not (
+        scaffolds[0] & scaffolds[1] or scaffolds[0] & scaffolds[2] or scaffolds[1] & scaffolds[2]
+    )
 
 
 def test_offline_rebuild_loads_through_ogb(tmp_path):
@@ -125,8 +132,15 @@ def test_workload_evaluate_and_masked_loss_on_known_predictions():
     y[:, 0] = torch.tensor([0.0, 0, 1, 1, 0, 1])  # only task 0 labelled
     logits = torch.zeros(6, 12)
     logits[:, 0] = torch.tensor([-2.0, 1.0, 0.5, 3.0, -1.0, -3.0])
-    graphs = [Data(x=torch.zeros(1, 9, dtype=torch.long), edge_index=torch.zeros(2, 0,
-                   dtype=torch.long), y=y[i : i + 1], gid=torch.tensor([i])) for i in range(6)]
+    graphs = [
+        Data(
+            x=torch.zeros(1, 9, dtype=torch.long),
+            edge_index=torch.zeros(2, 0, dtype=torch.long),
+            y=y[i : i + 1],
+            gid=torch.tensor([i]),
+        )
+        for i in range(6)
+    ]
     workload.eval_splits = {"train": graphs, "val": graphs, "test": graphs}
     workload.evaluator = Evaluator("ogbg-moltox21")
     out = workload.evaluate(_FixedLogits(logits))
@@ -139,8 +153,9 @@ def test_workload_evaluate_and_masked_loss_on_known_predictions():
 
 
 def test_molpcba_missing_offline_names_the_data_set_and_how_to_get_it(tmp_path):
-    workload = create_workload("ogbg-molpcba", "quick", cache_dir=str(tmp_path / "cache"),
-                               download=False)
+    workload = create_workload(
+        "ogbg-molpcba", "quick", cache_dir=str(tmp_path / "cache"), download=False
+    )
     with pytest.raises(MissingDataError) as info:
         workload.setup_data(tmp_path / "data", torch.device("cpu"))
     message = str(info.value)
@@ -156,8 +171,17 @@ def _store_rows(results: Path) -> tuple[list[tuple], int]:
 
 
 def test_cli_smoke_runs_base_and_sam(cli, tmp_path):
-    proc = cli(["--domain", "graph", "--preset", "smoke", "--results", str(tmp_path / "res"),
-                "--no-progress"])
+    proc = cli(
+        [
+            "--domain",
+            "graph",
+            "--preset",
+            "smoke",
+            "--results",
+            str(tmp_path / "res"),
+            "--no-progress",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs, metrics = _store_rows(tmp_path / "res")
     assert sorted(r[1] for r in runs) == ["adam", "sam"]
@@ -167,9 +191,44 @@ def test_cli_smoke_runs_base_and_sam(cli, tmp_path):
 
 def test_cli_width_4x_smoke(cli, tmp_path):
     # the issue's `run.py --domain graph --width 4x`, base optimizer only to stay fast on CPU
-    proc = cli(["--domain", "graph", "--width", "4x", "--preset", "smoke", "--optimizer",
-                "base", "--results", str(tmp_path / "res"), "--no-progress"])
+    proc = cli(
+        [
+            "--domain",
+            "graph",
+            "--width",
+            "4x",
+            "--preset",
+            "smoke",
+            "--optimizer",
+            "base",
+            "--results",
+            str(tmp_path / "res"),
+            "--no-progress",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs, metrics = _store_rows(tmp_path / "res")
     assert runs == [("ogbg-molhiv", "adam", 4.0, "done")] and metrics > 0
     assert "2,637,313" in proc.stdout  # latent 512, one task
+
+
+@pytest.mark.slow
+def test_full_molhiv_rebuild_matches_ogb(shared_data):
+    """The full offline ogbg-molhiv: OGB's graph count, feature columns and split sizes.
+
+    Uses the user cache (builds it once, ~5 min on one core, if it is not there yet)."""
+    from domains.graph.common import graph_cache_dir
+    from domains.graph.molecule_data import _scaffold, load_ogb_dataset
+
+    dataset, split = load_ogb_dataset("ogbg-molhiv", shared_data, graph_cache_dir())
+    assert len(dataset) == 41_127
+    assert dataset.x.shape[1] == 9 and dataset.edge_attr.shape[1] == 3
+    assert {k: len(v) for k, v in split.items()} == {"train": 32_901, "valid": 4_113, "test": 4_113}
+    parts = [set(split[k].tolist()) for k in ("train", "valid", "test")]
+    assert sum(map(len, parts)) == len(set().union(*parts)) == 41_127
+    import pandas as pd
+
+    smiles = pd.read_csv(shared_data / "moleculenet" / "hiv.csv")["smiles"].tolist()
+    scaffolds = [{_scaffold(smiles[i]) for i in p} for p in parts]
+    assert not (scaffolds[0] & scaffolds[1] or scaffolds[0] & scaffolds[2])
+    assert not scaffolds[1] & scaffolds[2]

@@ -18,7 +18,10 @@ def test_cora_shapes_and_two_sam_steps(shared_data, graph_cache, monkeypatch):
     data = workload.data
     assert data.num_nodes == 2708 and int(data.y.max()) + 1 == 7 and data.x.shape[1] == 1433
     assert (int(data.train_mask.sum()), int(data.val_mask.sum()), int(data.test_mask.sum())) == (
-        140, 500, 1000)
+        140,
+        500,
+        1000,
+    )
     assert workload.steps_per_epoch() == 1
     batches = list(workload.train_batches(0, torch.Generator()))
     assert len(batches) == 1 and batches[0] is data  # full batch
