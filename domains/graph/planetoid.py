@@ -76,8 +76,10 @@ class GCN(nn.Module):
         from torch_geometric.nn import GCNConv
 
         super().__init__()
-        self.conv1 = GCNConv(in_features, hidden)  # Glorot weights, zero bias (PyG = Kipf)
-        self.conv2 = GCNConv(hidden, classes)
+        # Glorot weights, zero bias (PyG's default = Kipf's). cached: one fixed graph
+        # (transductive), so D^-1/2 (A + I) D^-1/2 is computed once, as Kipf precomputes it.
+        self.conv1 = GCNConv(in_features, hidden, cached=True)
+        self.conv2 = GCNConv(hidden, classes, cached=True)
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
