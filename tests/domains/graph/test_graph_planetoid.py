@@ -34,3 +34,13 @@ def test_cora_shapes_and_two_sam_steps(shared_data, graph_cache, monkeypatch):
     assert all(p.grad is not None for p in model.parameters())
     out = workload.evaluate(model.eval())
     assert {"train/loss", "val/acc", "test/acc"} <= set(out) and 0 <= out["val/acc"] <= 1
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch):
+    import sys
+
+    from domains.graph.common import require_graph_extra
+
+    monkeypatch.setitem(sys.modules, "ogb", None)  # as if the graph extra were not installed
+    with pytest.raises(ImportError, match=r"pip install -e \.\[graph\]"):
+        require_graph_extra("torch_geometric", "ogb")
