@@ -51,13 +51,17 @@ class PlanetoidConfig(TrainConfig):
     cache_dir: str = ""
     """writable folder for the copied data ('' = $XDG_CACHE_HOME/sam-overparam/graph)"""
     optimizer: str = "adam"
+    """base optimizer (Kipf & Welling: Adam)"""
     learning_rate: float = 0.01
+    """constant Adam learning rate"""
     weight_decay: float = 0.0
     """optimizer weight decay; 0, as the L2 term is in the loss (l2_first_layer)"""
     batch_size: int = 140
     """training nodes per step: the whole public training split (full batch)"""
     num_epochs: int = 200
+    """full-batch steps (one per epoch)"""
     rho: float = 0.05
+    """default SAM radius"""
     rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
     """the suite's default rho grid (no paper grid for this workload)"""
 
