@@ -97,6 +97,14 @@ def test_offline_rebuild_loads_through_ogb(tmp_path):
     assert (tmp_path / "cache" / "ogbg_molhiv" / "RELEASE_v1.txt").exists()
     g = dataset[0]  # toluene: 7 heavy atoms, 7 bonds, both directions
     assert g.num_nodes == 7 and g.edge_index.shape == (2, 14) and g.y.tolist() == [[0]]
+    from ogb.utils import smiles2graph
+
+    for i, smiles in enumerate(TOY_SMILES[:-1]):  # the same graphs as OGB's featuriser, in order
+        ref = smiles2graph(smiles)
+        assert torch.equal(dataset[i].x, torch.from_numpy(ref["node_feat"]))
+        assert torch.equal(dataset[i].edge_index, torch.from_numpy(ref["edge_index"]))
+        assert torch.equal(dataset[i].edge_attr, torch.from_numpy(ref["edge_feat"]))
+    assert dataset[len(TOY_SMILES) - 1].num_nodes == 4  # O=[Al](O)O: rdkit-rejected, kept
     again, split2 = load_ogb_dataset("ogbg-molhiv", tmp_path / "data", tmp_path / "cache")
     assert len(again) == len(dataset) and torch.equal(split["train"], split2["train"])
 
