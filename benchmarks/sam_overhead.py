@@ -144,9 +144,11 @@ def measure(name: str, make_model, batch, rounds: int, steps: int) -> dict[str, 
         ratios["train_step"].append(t["sam_step"] / t["base_step"])
     n = sum(p.numel() for p in models["base"].parameters())
     out = {k: statistics.median(v) for k, v in ratios.items()}
-    print(f"{name:<22} {n:>10,} params  SAM/base: ours {out['ours']:.3f}x  public pattern "
-          f"{out['public']:.3f}x  via train_step {out['train_step']:.3f}x  "
-          f"(median of {rounds} rounds x {steps} steps)")
+    print(
+        f"{name:<22} {n:>10,} params  SAM/base: ours {out['ours']:.3f}x  public pattern "
+        f"{out['public']:.3f}x  via train_step {out['train_step']:.3f}x  "
+        f"(median of {rounds} rounds x {steps} steps)"
+    )
     return out
 
 

@@ -73,11 +73,22 @@ def _data_root():
     return resolve_data_root(os.environ.get("SAM_DATA"))
 
 
+def _batches(workload, n):
+    out, epoch = [], 0
+    while len(out) < n:
+        for batch in workload.train_batches(epoch, torch.Generator().manual_seed(epoch)):
+            out.append(batch)
+            if len(out) == n:
+                break
+        epoch += 1
+    return out
+
+
 @pytest.mark.parametrize("name", list_workloads())
 def test_every_workload_smoke_two_sam_steps(name):
-    """Smoke preset, smallest width: finite loss, every parameter gets a gradient, eval has
-    the target metric on val and test."""
-    workload = create_workload(name, "smoke")
+    """Tiny (synthetic-data) preset where the workload has one, else smoke; smallest width:
+    finite loss, every parameter gets a gradient, eval has the target metric on val and test."""
+    workload = create_workload(name, "tiny" if "tiny" in get_spec(name).presets else "smoke")
     try:
         workload.setup_data(_data_root(), torch.device("cpu"))
     except MissingDataError as exc:
@@ -86,15 +97,12 @@ def test_every_workload_smoke_two_sam_steps(name):
     torch.manual_seed(0)
     model = workload.build_model(width)
     opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.01)
-    batches = workload.train_batches(0, torch.Generator().manual_seed(0))
-    for _ in range(2):
-        res = train_step(model, opt, workload.loss, next(batches))
+    for batch in _batches(workload, 2):  # full-batch workloads have one batch per epoch
+        res = train_step(model, opt, workload.loss, batch)
         assert torch.isfinite(res.loss)
     opt.zero_grad()
     model.train()
-    workload.loss(model, next(iter(workload.train_batches(1, torch.Generator().manual_seed(1)))))[
-        0
-    ].backward()
+    workload.loss(model, _batches(workload, 1)[0])[0].backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing}"
     model.eval()
