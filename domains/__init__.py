@@ -13,6 +13,7 @@ from domains.registry import (
 )
 from domains.workload import (
     ConfigError,
+    FitRequest,
     MissingDataError,
     Target,
     TrainConfig,
@@ -31,6 +32,7 @@ __all__ = [
     "list_workloads",
     "register",
     "ConfigError",
+    "FitRequest",
     "MissingDataError",
     "Target",
     "TrainConfig",

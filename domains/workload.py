@@ -10,7 +10,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ __all__ = [
     "Target",
     "TrainConfig",
     "Workload",
+    "FitRequest",
     "ConfigError",
     "MissingDataError",
     "build_config",
@@ -105,16 +106,38 @@ class TrainConfig:
     """the paper's rho grid for this workload (rho selection on validation)"""
 
 
+@dataclass(frozen=True)
+class FitRequest:
+    """What a workload that owns its training loop (``Workload.fit``) is asked to do."""
+
+    width: float
+    seed: int
+    sam: bool
+    """train with SAM around ``base_optimizer``"""
+    base_optimizer: str
+    rho: float
+    adaptive: bool
+    device: torch.device
+    log: Callable[[int, dict[str, float]], None]
+    """``log(step, metrics)``: one row of metrics into the store (and a line if verbose)"""
+    checkpoint_dir: Path
+    """a folder of this run's own for the loop's checkpoints"""
+    progress: bool = True
+
+
 class Workload:
     """Subclasses set ``target`` and ``widths`` and implement the methods below.
 
-    ``name`` and ``domain`` are filled in by the registry.
+    ``name`` and ``domain`` are filled in by the registry. Supervised workloads implement the
+    data / loss / evaluate methods and the runner owns the loop. A workload whose library owns
+    the loop (stable-baselines3's PPO) sets ``owns_loop = True`` and implements ``fit``.
     """
 
     name: str = ""
     domain: str = ""
     target: Target
     widths: tuple[float, ...] = (1.0,)  # the paper's width grid as multipliers of "1x"
+    owns_loop: bool = False
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -142,6 +165,12 @@ class Workload:
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Flat split-prefixed metrics: ``train/loss``, ``val/<target>``, ``test/<target>``."""
+        raise NotImplementedError
+
+    # ---- workloads that own their loop
+    def fit(self, request: FitRequest) -> dict[str, float]:
+        """Train one run; return final metrics including ``val/<target>`` (the selection
+        metric) and ``test/<target>`` (reported at the selected point)."""
         raise NotImplementedError
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from domains.workload import Workload
+from domains.workload import FitRequest, Workload
 from results.store import Store
 from runners.checkpoint import load_checkpoint, save_checkpoint
 from runners.config import RunConfig
@@ -113,6 +113,8 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     if row is not None and row["status"] == "done":
         return RunOutcome(run_id, "skipped", row["summary"] or {}, "already done")
 
+    if workload.owns_loop:
+        return _train_owned_loop(workload, cfg, store, ex)
     c = workload.config
     device = torch.device(ex.device)
     target = workload.target
@@ -350,4 +352,88 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     )
     if status == "done":
         Path(str(ckpt) + ".prev").unlink(missing_ok=True)  # keep only the final model
+    return RunOutcome(run_id, status, summary, error or "")
+
+
+def _train_owned_loop(
+    workload: Workload, cfg: RunConfig, store: Store, ex: Execution
+) -> RunOutcome:
+    """A workload whose library owns the loop (``Workload.fit``): the runner seeds, records
+    the run, passes a ``log`` callback into the store, and stores the returned metrics.
+    Such runs restart from scratch after a kill (the loop's own checkpoints are its business)."""
+    run_id, target, device = cfg.run_id, workload.target, torch.device(ex.device)
+    seed_everything(cfg.seed)
+    with torch.device("meta"):
+        n_params = count_params(workload.build_model(cfg.width))
+    full_config = {
+        "run": cfg.to_dict(),
+        "execution": {"device": ex.device, "results_dir": str(ex.results_dir)},
+    }
+    store.delete_metrics_after(run_id, -1)
+    store.start_run(
+        run_id,
+        name=cfg.run_name(),
+        workload=cfg.workload,
+        domain=workload.domain,
+        optimizer=cfg.optimizer,
+        base_optimizer=cfg.base_optimizer,
+        width=cfg.width,
+        seed=cfg.seed,
+        rho=cfg.rho,
+        preset=cfg.preset,
+        config=full_config,
+        n_params=n_params,
+        git_commit=git_commit(),
+        hardware=hardware_string(device),
+    )
+    last_step = 0
+
+    def log(step: int, metrics: dict[str, float]) -> None:
+        nonlocal last_step
+        last_step = step
+        store.log_metrics(run_id, step, None, metrics)
+        if ex.verbose:
+            tqdm.write(
+                f"{cfg.workload} {cfg.optimizer} step {step} | "
+                + " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            )
+
+    t0 = time.perf_counter()
+    status, error, final = "done", None, {}
+    try:
+        final = workload.fit(
+            FitRequest(
+                width=cfg.width,
+                seed=cfg.seed,
+                sam=cfg.optimizer == "sam",
+                base_optimizer=cfg.base_optimizer,
+                rho=cfg.rho,
+                adaptive=cfg.adaptive,
+                device=device,
+                log=log,
+                checkpoint_dir=Path(ex.results_dir) / "checkpoints" / run_id,
+                progress=ex.progress,
+            )
+        )
+        if not math.isfinite(final.get(f"val/{target.name}", math.nan)):
+            status, error = "diverged", f"non-finite val/{target.name}"
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "failed", error="interrupted", last_step=last_step)
+        raise
+    except Exception as exc:  # recorded, and the grid goes on
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    wall = time.perf_counter() - t0
+    summary = {
+        "target": target.name,
+        "target_mode": target.mode,
+        "n_params": n_params,
+        f"best/val_{target.name}": final.get(f"val/{target.name}"),
+        f"best/test_{target.name}": final.get(f"test/{target.name}"),
+        "steps": last_step,
+        "wall_time_s": wall,
+        **{f"final/{k}": v for k, v in final.items()},
+    }
+    store.finish_run(
+        run_id, status, summary=summary, error=error, wall_time_s=wall, last_step=last_step
+    )
     return RunOutcome(run_id, status, summary, error or "")
