@@ -106,6 +106,33 @@ def checkpoint_path(results_dir: Path, run_id: str) -> Path:
     return Path(results_dir) / "checkpoints" / f"{run_id}.pt"
 
 
+def _record_start(
+    store: Store, workload: Workload, cfg: RunConfig, ex: Execution, n_params: int
+) -> dict[str, Any]:
+    """Write the run's row as ``running``; returns the full config stored with it."""
+    full_config = {
+        "run": cfg.to_dict(),
+        "execution": {"device": ex.device, "results_dir": str(ex.results_dir)},
+    }
+    store.start_run(
+        cfg.run_id,
+        name=cfg.run_name(),
+        workload=cfg.workload,
+        domain=workload.domain,
+        optimizer=cfg.optimizer,
+        base_optimizer=cfg.base_optimizer,
+        width=cfg.width,
+        seed=cfg.seed,
+        rho=cfg.rho,
+        preset=cfg.preset,
+        config=full_config,
+        n_params=n_params,
+        git_commit=git_commit(),
+        hardware=hardware_string(torch.device(ex.device)),
+    )
+    return full_config
+
+
 def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -> RunOutcome:
     """Train one run (or skip it if done, or resume it from its checkpoint) and store it."""
     run_id = cfg.run_id
@@ -171,27 +198,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
             notes.append("no usable checkpoint; starting from scratch")
         store.delete_metrics_after(run_id, state["step"] if payload else -1)
 
-    name = cfg.run_name()
-    full_config = {
-        "run": cfg.to_dict(),
-        "execution": {"device": ex.device, "results_dir": str(ex.results_dir)},
-    }
-    store.start_run(
-        run_id,
-        name=name,
-        workload=cfg.workload,
-        domain=workload.domain,
-        optimizer=cfg.optimizer,
-        base_optimizer=cfg.base_optimizer,
-        width=cfg.width,
-        seed=cfg.seed,
-        rho=cfg.rho,
-        preset=cfg.preset,
-        config=full_config,
-        n_params=n_params,
-        git_commit=git_commit(),
-        hardware=hardware_string(device),
-    )
+    full_config = _record_start(store, workload, cfg, ex, n_params)
     label = (
         f"{cfg.workload} {cfg.optimizer}{'' if cfg.optimizer != 'sam' else f' rho={cfg.rho:g}'} "
         f"w{format_width(cfg.width)} s{cfg.seed}"
@@ -365,27 +372,8 @@ def _train_owned_loop(
     seed_everything(cfg.seed)
     with torch.device("meta"):
         n_params = count_params(workload.build_model(cfg.width))
-    full_config = {
-        "run": cfg.to_dict(),
-        "execution": {"device": ex.device, "results_dir": str(ex.results_dir)},
-    }
     store.delete_metrics_after(run_id, -1)
-    store.start_run(
-        run_id,
-        name=cfg.run_name(),
-        workload=cfg.workload,
-        domain=workload.domain,
-        optimizer=cfg.optimizer,
-        base_optimizer=cfg.base_optimizer,
-        width=cfg.width,
-        seed=cfg.seed,
-        rho=cfg.rho,
-        preset=cfg.preset,
-        config=full_config,
-        n_params=n_params,
-        git_commit=git_commit(),
-        hardware=hardware_string(device),
-    )
+    _record_start(store, workload, cfg, ex, n_params)
     last_step = 0
 
     def log(step: int, metrics: dict[str, float]) -> None:
