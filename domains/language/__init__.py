@@ -3,3 +3,4 @@ Dependencies POS tagging (Transformer). Importing this package registers the wor
 ``transformers`` and ``datasets`` are imported only inside functions."""
 
 from domains.language import sst2_lstm  # noqa: F401  (registers its workloads)
+from domains.language import ud_pos  # noqa: F401
