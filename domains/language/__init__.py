@@ -2,5 +2,8 @@
 Dependencies POS tagging (Transformer). Importing this package registers the workloads;
 ``transformers`` and ``datasets`` are imported only inside functions."""
 
-from domains.language import sst2_lstm  # noqa: F401  (registers its workloads)
-from domains.language import ud_pos  # noqa: F401
+from domains.language import (  # noqa: F401  (each module registers its workloads)
+    sst2_lstm,
+    sst2_transformer,
+    ud_pos,
+)

@@ -1,4 +1,5 @@
-"""Data code the language workloads share: readers, word vocabularies, label noise, padding.
+"""Code the language workloads share: readers, word vocabularies, label noise, padding, and
+the SST-2 data/loss/evaluation of the two SST-2 workloads.
 
 - ``read_sst2`` / ``load_sst2``: GLUE SST-2 from ``<data_root>/glue/SST-2/*.tsv`` (held offline),
   else Hugging Face ``datasets`` ``glue/sst2`` when online (train and dev only: GLUE's test
@@ -18,14 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from domains.workload import ConfigError, MissingDataError
+from domains.workload import ConfigError, MissingDataError, Target, TrainConfig, Workload
 
 __all__ = [
     "PAD",
@@ -39,6 +45,8 @@ __all__ = [
     "flip_labels",
     "pad_sequences",
     "check_vocab_size",
+    "SST2DataConfig",
+    "SST2Classification",
 ]
 
 PAD, UNK = "<pad>", "<unk>"
@@ -140,6 +148,8 @@ def load_sst2(data_root: Path) -> dict[str, tuple[list[list[str]], list[int]]]:
     if all((folder / f).is_file() for f in SST2_SPLITS.values()):
         return {split: read_sst2(folder / f) for split, f in SST2_SPLITS.items()}
     try:  # online: GLUE's train and dev (its test labels are hidden, so no test split)
+        if os.environ.get("HF_DATASETS_OFFLINE") == "1":
+            raise ConnectionError("HF_DATASETS_OFFLINE=1")
         from datasets import load_dataset
 
         ds = load_dataset("glue", "sst2")
@@ -220,3 +230,98 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_value: int, max_length: int
         if s:
             out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
     return out
+
+
+# ---------------------------------------------------------------------- SST-2 workloads
+@dataclass(frozen=True)
+class SST2DataConfig(TrainConfig):
+    """Data fields of every SST-2 workload (a workload's config subclasses this)."""
+
+    vocab_size: int = 13_521
+    """embedding rows = words seen >= min_count times in train + <pad> + <unk>; checked
+    against the data (the model is sized from the config so --list needs no data)"""
+    min_count: int = 3
+    """minimum training-set count for a word to enter the vocabulary"""
+    max_length: int = 60
+    """tokens kept per sentence"""
+    label_noise: float = 0.0
+    """fraction of training labels flipped (exact, chosen by data_seed); in [0, 1)"""
+    data_seed: int = 0
+    """seed of the label noise and the subsets; the same for every training seed"""
+    max_train_examples: int | None = None
+    """use only the first N training examples (None = all 67,349)"""
+    max_eval_examples: int | None = None
+    """use only the first N dev and test examples (None = all)"""
+    train_eval_examples: int = 4096
+    """fixed random training examples scored for train/loss and train/acc at each eval"""
+    eval_batch_size: int = 512
+    """examples per forward pass at evaluation"""
+
+
+class SST2Classification(Workload):
+    """Data, loss and evaluation of the SST-2 workloads; subclasses give ``build_model`` a
+    module mapping (B, T) token ids and (B,) lengths to (B, 2) logits."""
+
+    target = Target("acc", "max")
+
+    def __init__(self, config: SST2DataConfig) -> None:
+        super().__init__(config)
+        self.config: SST2DataConfig = config
+        flip_labels([], config.label_noise, 2, 0)  # validates the rate before any data is read
+        # split -> (ids (N, L), lengths (N,), labels (N,))
+        self.data: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def setup_data(self, data_root: Path, device: torch.device) -> None:
+        c = self.config
+        splits = load_sst2(data_root)
+        # The vocabulary always comes from the whole training split (never dev/test, never a
+        # subset), so its size, and with it the model, is the same for every preset.
+        vocab = cached_vocab("sst2", splits["train"][0], c.min_count)
+        check_vocab_size(f"the SST-2 vocabulary (min_count={c.min_count})", c.vocab_size, len(vocab))
+        gen = torch.Generator().manual_seed(c.data_seed)
+        for split, (sentences, labels) in splits.items():
+            limit = c.max_train_examples if split == "train" else c.max_eval_examples
+            sentences, labels = sentences[:limit], labels[:limit]
+            if split == "train":
+                labels = flip_labels(labels, c.label_noise, 2, c.data_seed)
+            encoded = [vocab.encode(s)[: c.max_length] or [Vocab.unk_id] for s in sentences]
+            ids = pad_sequences(encoded, Vocab.pad_id, c.max_length)
+            lengths = torch.tensor([len(s) for s in encoded])
+            self.data[split] = (ids.to(device), lengths.to(device), torch.tensor(labels).to(device))
+        ids, lengths, labels = self.data["train"]
+        pick = torch.randperm(len(labels), generator=gen)[: c.train_eval_examples].to(device)
+        self.eval_splits = {"train": (ids[pick], lengths[pick], labels[pick])}
+        self.eval_splits.update({k: v for k, v in self.data.items() if k != "train"})
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data["train"][2]) / self.config.batch_size)
+
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
+        ids, lengths, labels = self.data["train"]
+        order = torch.randperm(len(labels), generator=generator).to(ids.device)
+        for idx in order.split(self.config.batch_size):
+            b_len = lengths[idx]
+            yield ids[idx, : int(b_len.max())], b_len, labels[idx]  # trimmed to the batch's longest
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ids, lengths, labels = batch
+        logits = model(ids, lengths)
+        loss = F.cross_entropy(logits, labels)
+        return loss, {"acc": (logits.argmax(-1) == labels).float().mean().detach() * 100}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        out = {}
+        bs = self.config.eval_batch_size
+        for split, (ids, lengths, labels) in self.eval_splits.items():
+            loss_sum, correct = 0.0, 0
+            for s in range(0, len(labels), bs):
+                b_len = lengths[s : s + bs]
+                logits = model(ids[s : s + bs, : int(b_len.max())], b_len)
+                loss_sum += F.cross_entropy(logits, labels[s : s + bs], reduction="sum").item()
+                correct += (logits.argmax(-1) == labels[s : s + bs]).sum().item()
+            out[f"{split}/loss"] = loss_sum / len(labels)
+            out[f"{split}/acc"] = 100.0 * correct / len(labels)
+        return out
+
+

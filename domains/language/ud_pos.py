@@ -42,7 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from domains.language.common import Vocab, cached_vocab, check_vocab_size, load_conllu_split, pad_sequences
+from domains.language.common import (
+    Vocab,
+    cached_vocab,
+    check_vocab_size,
+    load_conllu_split,
+    pad_sequences,
+)
 from domains.registry import register
 from domains.workload import Target, TrainConfig, Workload, build_config
 from samcore.width import scale_width
@@ -93,18 +99,29 @@ class UDPOSConfig(TrainConfig):
     """seed of the train/acc subset"""
     # the paper's recipe (Flax nlp_seq)
     optimizer: str = "adamw"
+    """base optimizer (paper: AdamW)"""
     learning_rate: float = 0.05 / math.sqrt(8000)
+    """peak LR at the end of warm-up: 0.05 / sqrt(warmup_steps) as in Flax's rsqrt schedule"""
     betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas (paper)"""
     adam_eps: float = 1e-9
+    """AdamW epsilon (paper)"""
     weight_decay: float = 0.1
+    """decoupled weight decay (paper)"""
     lr_schedule: str = "inverse_sqrt"
+    """linear warm-up then 1/sqrt(step) decay"""
     warmup_steps: int = 8000
+    """warm-up steps (paper: 8k)"""
     batch_size: int = 64
+    """sentences per step (paper: 64)"""
     num_epochs: int = 383
+    """passes over train: 383 x 196 EWT steps ~= the paper's 75k steps"""
     eval_every: int = 5
+    """epochs between evaluations (~1k steps, as the paper)"""
     rho: float = 0.05
+    """default SAM radius"""
     rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-
+    """the paper's rho grid {0.01 ... 0.5}"""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's treebank and tags. Perseus' train split is not held offline; the word and tag

@@ -6,7 +6,9 @@ import json
 import sqlite3
 
 import pytest
+import torch
 
+from domains import MissingDataError, create_workload
 from tests.domains.language.conftest import run_cli
 
 pytestmark = pytest.mark.language
@@ -35,8 +37,10 @@ def test_smoke_run_of_the_default_language_workload(tmp_path, data_root):
     assert {"val/acc", "test/acc", "train/loss"} <= keys
 
 
-def test_missing_data_is_one_clear_line(tmp_path):
-    res = run_cli(["--domain", "language", "--preset", "smoke", "--data-root", str(tmp_path / "none"),
-                   "--results", str(tmp_path / "r")], tmp_path)
-    assert res.returncode == 2
-    assert "SST-2" in res.stderr and str(tmp_path / "none") in res.stderr
+def test_missing_data_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # no download attempt
+    w = create_workload("sst2-lstm", "smoke")
+    with pytest.raises(MissingDataError) as err:
+        w.setup_data(tmp_path / "none", torch.device("cpu"))
+    msg = str(err.value)
+    assert "SST-2" in msg and str(tmp_path / "none") in msg and "--data-root" in msg
