@@ -77,12 +77,14 @@ class Vocab:
         counts = Counter(t for s in sentences for t in s)
         counts.pop(PAD, None)
         counts.pop(UNK, None)
-        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        kept = [w for w, n in counts.items() if n >= min_count]
+        kept.sort(key=lambda w: (-counts[w], w))
         return cls(kept)
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "sam-overparam" / "language"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    return cache / "sam-overparam" / "language"
 
 
 def cached_vocab(name: str, train_sentences: Sequence[Sequence[str]], min_count: int,
@@ -181,14 +183,17 @@ def flip_labels(labels: Sequence[int], rate: float, num_classes: int, seed: int)
 
 
 # ---------------------------------------------------------------------- CoNLL-U
-def read_conllu(lines: Iterable[str], tag_column: str = "upos") -> list[tuple[list[str], list[str]]]:
+Sentence = tuple[list[str], list[str]]  # (words, tags)
+
+
+def read_conllu(lines: Iterable[str], tag_column: str = "upos") -> list[Sentence]:
     """(words, tags) per sentence. Comment lines are skipped, and so are multi-word token
     lines (ids like ``3-4``: the surface form of words listed after them) and empty nodes
     (ids like ``5.1``: enhanced-graph additions), so every word is counted once."""
     col = {"upos": 3, "xpos": 4}.get(tag_column)
     if col is None:
         raise ConfigError(f"tag_column must be upos or xpos, got {tag_column!r}")
-    sentences: list[tuple[list[str], list[str]]] = []
+    sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
     for line in lines:
@@ -212,7 +217,7 @@ def read_conllu(lines: Iterable[str], tag_column: str = "upos") -> list[tuple[li
     return sentences
 
 
-def load_conllu_split(path: Path, tag_column: str, how_to_get: str) -> list[tuple[list[str], list[str]]]:
+def load_conllu_split(path: Path, tag_column: str, how_to_get: str) -> list[Sentence]:
     if not Path(path).is_file():
         raise MissingDataError(f"CoNLL-U file {Path(path).name}", Path(path).parent, how_to_get)
     with open(path, encoding="utf-8") as f:
@@ -277,7 +282,8 @@ class SST2Classification(Workload):
         # The vocabulary always comes from the whole training split (never dev/test, never a
         # subset), so its size, and with it the model, is the same for every preset.
         vocab = cached_vocab("sst2", splits["train"][0], c.min_count)
-        check_vocab_size(f"the SST-2 vocabulary (min_count={c.min_count})", c.vocab_size, len(vocab))
+        what = f"the SST-2 vocabulary (min_count={c.min_count})"
+        check_vocab_size(what, c.vocab_size, len(vocab))
         gen = torch.Generator().manual_seed(c.data_seed)
         for split, (sentences, labels) in splits.items():
             limit = c.max_train_examples if split == "train" else c.max_eval_examples

@@ -141,8 +141,8 @@ class SST2LSTM(SST2Classification):
 
     def build_model(self, width: float) -> nn.Module:
         c = self.config
-        return BiLSTMAttention(c.vocab_size, scale_width(c.base_embed, width),
-                               scale_width(c.base_hidden, width), 2, c.embed_dropout, c.word_dropout)
+        embed, hidden = scale_width(c.base_embed, width), scale_width(c.base_hidden, width)
+        return BiLSTMAttention(c.vocab_size, embed, hidden, 2, c.embed_dropout, c.word_dropout)
 
 
 @register("sst2-lstm", domain="language", presets=tuple(PRESETS), default=True)

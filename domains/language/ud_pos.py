@@ -211,7 +211,9 @@ class UDPOSTransformer(Workload):
         return math.ceil(len(self.data["train"][0]) / self.config.batch_size)
 
     @staticmethod
-    def _batch(ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _batch(
+        ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         T = int(lengths.max())  # trim to the batch's longest sentence
         mask = torch.arange(T, device=ids.device)[None, :] < lengths[:, None]  # (B, T)
         return {"input_ids": ids[:, :T], "attention_mask": mask.long(), "labels": labels[:, :T]}
