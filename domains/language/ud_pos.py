@@ -17,8 +17,8 @@ grid d 128..640 = 0.5x..2.5x (d rounded to a multiple of 64 so heads stay 64 wid
 an attention mask hides pad keys and the loss ignores pad labels (-100). The paper's counts
 5.5 / 13.5 / 23.7 / 36.3 / 51.3M fit vocab + positions + tags ~= 34.0k rows of width d on the
 same 6-layer encoder; the paper preset's placeholder sizes (32,500 words, 1,000 tags, 512
-positions) reproduce them: 5.54 / 13.5 / 23.7 / 36.3 / 51.3M. With EWT: 3.74 / 10.6 / 20.1 /
-32.3 / 47.2M.
+positions) reproduce them: 5.54 / 13.4 / 23.7 / 36.3 / 51.3M. With EWT (preset paper-ewt): 3.74 /
+9.85 / 18.3 / 29.1 / 42.3M.
 
 Recipe (the Flax nlp_seq example the paper follows): AdamW (0.9, 0.98, eps 1e-9), wd 0.1,
 lr 0.05 x min(1, t/8000) x 1/sqrt(max(t, 8000)) = peak 0.05/sqrt(8000) = 5.59e-4 at step 8k,
