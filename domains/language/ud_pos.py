@@ -27,7 +27,7 @@ which is samcore's ``inverse_sqrt`` schedule with learning_rate 5.59e-4; batch 6
 (%). Paper (Ancient Greek XPOS): AdamW 68.76 68.61 68.61 68.11 68.16, SAM 68.66 69.26 69.44
 69.18 69.31 (gain -.10 -> 1.15). Differences from Flax: BERT's post-LN blocks (Flax: pre-LN).
 
-    python runners/run.py --workload ud-pos-transformer --width 0.5x,1x,2.5x --optimizer both
+    python runners/run.py --workload ud-pos-transformer --preset paper-ewt --width 0.5x,1x,2.5x
 """
 
 from __future__ import annotations
