@@ -1,8 +1,11 @@
-"""Every language workload: smoke preset on the held data, two SAM steps, then evaluation."""
+"""Every language workload: smoke preset on the held data, two SAM steps, then evaluation;
+and the same seed gives the same losses."""
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,11 +15,26 @@ from samcore import SAM, train_step
 
 pytestmark = pytest.mark.language
 
+_READY: dict = {}
 
-@pytest.mark.parametrize("name", list_workloads(domain="language"))
-def test_smoke_two_sam_steps_and_evaluate(name, data_root):
-    w = create_workload(name, "smoke")
-    w.setup_data(data_root, torch.device("cpu"))
+
+@pytest.fixture
+def smoke_workload(request, data_root):
+    """The smoke workload with its data, set up once per test session."""
+    name = request.param
+    if name not in _READY:
+        w = create_workload(name, "smoke")
+        w.setup_data(Path(os.environ["SAM_DATA"]), torch.device("cpu"))
+        _READY[name] = w
+    return _READY[name]
+
+
+NAMES = list_workloads(domain="language")
+
+
+@pytest.mark.parametrize("smoke_workload", NAMES, indirect=True)
+def test_smoke_two_sam_steps_and_evaluate(smoke_workload):
+    w = smoke_workload
     torch.manual_seed(0)
     model = w.build_model(min(w.widths))
     opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.01)
@@ -32,11 +50,10 @@ def test_smoke_two_sam_steps_and_evaluate(name, data_root):
     assert 0 <= metrics["val/acc"] <= 100
 
 
-@pytest.mark.parametrize("name", list_workloads(domain="language"))
-def test_same_seed_same_losses(name, data_root):
-    """Vocabulary, batches, initialisation and dropout are all fixed by the seeds."""
-    w = create_workload(name, "smoke")
-    w.setup_data(data_root, torch.device("cpu"))
+@pytest.mark.parametrize("smoke_workload", NAMES, indirect=True)
+def test_same_seed_same_losses(smoke_workload):
+    """Batches, initialisation and dropout are all fixed by the seeds."""
+    w = smoke_workload
 
     def losses() -> list[float]:
         torch.manual_seed(1)
