@@ -5,7 +5,7 @@ Task: binary sentiment of GLUE SST-2 sentences. Data: ``<data_root>/glue/SST-2/`
 (67,349 phrases), dev.tsv (872, model selection) and test-labeled.tsv (1,821, reported at the
 best dev epoch); HF ``datasets`` ``glue/sst2`` when online (train/dev only). Word vocabulary
 from train only, words seen >= 3 times: 13,519 words + <pad> + <unk> = 13,521 (the paper's
-"~13.5k"), deterministic and cached. Sentences truncated to 60 tokens (the longest has 52).
+"~13.5k"), deterministic and cached. Sentences cut to 60 tokens (none is: the longest has 56).
 
 Model: embedding (e = hidden*300/256) -> dropout 0.5 -> one-layer BiLSTM (hidden per
 direction) over the packed sequence -> additive attention (u_t = tanh(W h_t + b), score v.u_t,
