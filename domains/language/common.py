@@ -258,7 +258,8 @@ class SST2DataConfig(TrainConfig):
     max_eval_examples: int | None = None
     """use only the first N dev and test examples (None = all)"""
     train_eval_examples: int = 4096
-    """fixed random training examples scored for train/loss and train/acc at each eval"""
+    """fixed random training examples scored for train/loss and train/acc (their labels as
+    trained on, noisy or not) at each eval"""
     eval_batch_size: int = 512
     """examples per forward pass at evaluation"""
 
@@ -273,8 +274,9 @@ class SST2Classification(Workload):
         super().__init__(config)
         self.config: SST2DataConfig = config
         flip_labels([], config.label_noise, 2, 0)  # validates the rate before any data is read
-        # split -> (ids (N, L), lengths (N,), labels (N,))
+        # split -> (ids (N, L), lengths (N,), labels (N,)); eval_splits has a fixed train subset
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.eval_splits: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def setup_data(self, data_root: Path, device: torch.device) -> None:
         c = self.config

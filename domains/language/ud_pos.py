@@ -170,6 +170,8 @@ class UDPOSTransformer(Workload):
             raise ValueError(f"tag_column must be upos or xpos, got {config.tag_column!r}")
         # split -> (ids (N, L), labels (N, L), lengths (N,))
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.eval_splits: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.tags: list[str] = []  # tag names by id, from train
 
     def build_model(self, width: float) -> nn.Module:
         c = self.config
