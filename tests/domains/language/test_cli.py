@@ -21,14 +21,15 @@ def test_list_shows_every_language_workload_and_width(tmp_path):
     by_name: dict[str, list[int]] = {}
     for r in rows:
         by_name.setdefault(r["workload"], []).append(r["params"])
-    assert "sst2-lstm" in by_name and len(by_name["sst2-lstm"]) == 6
+    assert set(by_name) == {"sst2-lstm", "sst2-transformer", "ud-pos-transformer"}
+    assert [len(by_name[n]) for n in sorted(by_name)] == [6, 5, 5]
     for counts in by_name.values():
         assert all(a < b for a, b in zip(counts, counts[1:])), counts
 
 
 def test_smoke_run_of_the_default_language_workload(tmp_path, data_root):
     res = run_cli(["--domain", "language", "--preset", "smoke", "--results", str(tmp_path / "r"),
-                   "--no-progress", "--width", "0.25x"], tmp_path)
+                   "--no-progress"], tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     db = sqlite3.connect(tmp_path / "r" / "runs.sqlite")
     rows = db.execute("SELECT workload, optimizer, status FROM runs ORDER BY optimizer").fetchall()
