@@ -53,6 +53,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="run.py",
+        allow_abbrev=False,
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -93,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="data sets folder (default: $SAM_DATA, else ~/.cache/sam-overparam)",
     )
     p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument(
+        "--no-weight-decay",
+        action="store_true",
+        help="same as --weight_decay=0 (the paper's regularization ablation)",
+    )
     p.add_argument("--list", action="store_true", help="list workloads, widths, parameter counts")
     p.add_argument("--list-config", action="store_true", help="print the resolved workload config")
     p.add_argument(
@@ -257,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         overrides = _parse_overrides(extra)
+        if args.no_weight_decay:
+            if overrides.get("weight_decay", "0") not in ("0", "0.0"):
+                raise UsageError("--no-weight-decay contradicts --weight_decay")
+            overrides["weight_decay"] = "0"
         names = _select_workloads(args)
         if args.list:
             _list(names, args.preset, overrides, args.format)

@@ -87,8 +87,12 @@ def _cache_dir() -> Path:
     return cache / "sam-overparam" / "language"
 
 
-def cached_vocab(name: str, train_sentences: Sequence[Sequence[str]], min_count: int,
-                 cache_dir: Path | None = None) -> Vocab:
+def cached_vocab(
+    name: str,
+    train_sentences: Sequence[Sequence[str]],
+    min_count: int,
+    cache_dir: Path | None = None,
+) -> Vocab:
     """``Vocab.build`` on the training sentences, cached by a hash of their text and options.
 
     Only the training split is ever passed in: dev and test words are unknown to the model.
@@ -155,11 +159,14 @@ def load_sst2(data_root: Path) -> dict[str, tuple[list[list[str]], list[int]]]:
         from datasets import load_dataset
 
         ds = load_dataset("glue", "sst2")
-        return {split: ([s.split() for s in ds[hf]["sentence"]], list(ds[hf]["label"]))
-                for split, hf in (("train", "train"), ("val", "validation"))}
+        return {
+            split: ([s.split() for s in ds[hf]["sentence"]], list(ds[hf]["label"]))
+            for split, hf in (("train", "train"), ("val", "validation"))
+        }
     except Exception as exc:  # no network, no datasets package, ...
         raise MissingDataError(
-            "GLUE SST-2 (train.tsv, dev.tsv, test-labeled.tsv)", folder,
+            "GLUE SST-2 (train.tsv, dev.tsv, test-labeled.tsv)",
+            folder,
             "put GLUE's SST-2 files there (train.tsv and dev.tsv from the GLUE benchmark's "
             "SST-2.zip; test-labeled.tsv = the test sentences with SST's phrase labels), "
             "point --data-root / $SAM_DATA at a folder holding glue/SST-2/, or go online so "
@@ -331,5 +338,3 @@ class SST2Classification(Workload):
             out[f"{split}/loss"] = loss_sum / len(labels)
             out[f"{split}/acc"] = 100.0 * correct / len(labels)
         return out
-
-

@@ -81,19 +81,38 @@ PRESETS: dict[str, dict[str, Any]] = {
     # dev after 384 steps at 0.25x, whether lr 0.1, 0.5 or 1.0), so quick uses Adam lr 1e-3
     # as its base optimizer (~80% dev after 2 epochs at 0.25x): a CPU check of base vs SAM
     # across widths, not the paper's recipe.
-    "quick": {"max_train_examples": 8192, "num_epochs": 3, "train_eval_examples": 2048,
-              "optimizer": "adam", "learning_rate": 1e-3, "momentum": 0.0},
+    "quick": {
+        "max_train_examples": 8192,
+        "num_epochs": 3,
+        "train_eval_examples": 2048,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "momentum": 0.0,
+    },
     # Seconds: the CLI and registry tests.
-    "smoke": {"max_train_examples": 256, "max_eval_examples": 128, "train_eval_examples": 128,
-              "num_epochs": 1, "max_length": 20, "batch_size": 32},
+    "smoke": {
+        "max_train_examples": 256,
+        "max_eval_examples": 128,
+        "train_eval_examples": 128,
+        "num_epochs": 1,
+        "max_length": 20,
+        "batch_size": 32,
+    },
 }
 
 
 class BiLSTMAttention(nn.Module):
     """(B, T) token ids + (B,) lengths -> (B, num_classes) logits; padding never attended."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_classes: int = 2,
-                 embed_dropout: float = 0.5, word_dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        hidden: int,
+        num_classes: int = 2,
+        embed_dropout: float = 0.5,
+        word_dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.word_dropout = word_dropout
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=Vocab.pad_id)

@@ -83,12 +83,23 @@ class SST2TransformerConfig(SST2DataConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # CPU minutes: 8k training phrases, 3 epochs; e.g. --width 0.25x,0.5x,1x --optimizer both.
-    "quick": {"max_train_examples": 8192, "num_epochs": 3, "train_eval_examples": 2048,
-              "warmup_steps": 40},
+    "quick": {
+        "max_train_examples": 8192,
+        "num_epochs": 3,
+        "train_eval_examples": 2048,
+        "warmup_steps": 40,
+    },
     # Seconds: the CLI and registry tests.
-    "smoke": {"max_train_examples": 256, "max_eval_examples": 128, "train_eval_examples": 128,
-              "num_epochs": 1, "max_length": 20, "batch_size": 32, "warmup_steps": 2,
-              "num_layers": 2},
+    "smoke": {
+        "max_train_examples": 256,
+        "max_eval_examples": 128,
+        "train_eval_examples": 128,
+        "num_epochs": 1,
+        "max_length": 20,
+        "batch_size": 32,
+        "warmup_steps": 2,
+        "num_layers": 2,
+    },
 }
 
 
@@ -102,11 +113,17 @@ class TransformerClassifier(nn.Module):
         if c.max_positions < c.max_length:
             raise ValueError(f"max_positions {c.max_positions} < max_length {c.max_length}")
         config = BertConfig(
-            vocab_size=c.vocab_size, hidden_size=d, num_hidden_layers=c.num_layers,
-            num_attention_heads=d // c.head_dim, intermediate_size=c.mlp_ratio * d,
-            hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.attention_dropout,
-            max_position_embeddings=c.max_positions, type_vocab_size=1,
-            pad_token_id=Vocab.pad_id, initializer_range=0.02,  # BERT's init, as ud-pos
+            vocab_size=c.vocab_size,
+            hidden_size=d,
+            num_hidden_layers=c.num_layers,
+            num_attention_heads=d // c.head_dim,
+            intermediate_size=c.mlp_ratio * d,
+            hidden_dropout_prob=c.dropout,
+            attention_probs_dropout_prob=c.attention_dropout,
+            max_position_embeddings=c.max_positions,
+            type_vocab_size=1,
+            pad_token_id=Vocab.pad_id,
+            initializer_range=0.02,  # BERT's init, as ud-pos
         )
         self.encoder = BertModel(config, add_pooling_layer=False)
         self.dropout = nn.Dropout(c.dropout)

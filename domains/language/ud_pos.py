@@ -123,24 +123,50 @@ class UDPOSConfig(TrainConfig):
     rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
     """the paper's rho grid {0.01 ... 0.5}"""
 
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's treebank and tags. Perseus' train split is not held offline; the word and tag
     # counts are placeholders inferred from the paper's parameter counts (the data check names
     # the true ones). 75k steps at ~179 steps per epoch = 420 epochs.
-    "paper": {"treebank": "UD_Ancient_Greek-Perseus", "file_prefix": "grc_perseus",
-              "tag_column": "xpos", "vocab_size": 32_500, "num_tags": 1_000,
-              "max_positions": 512, "max_length": 512, "num_epochs": 420, "eval_every": 6},
+    "paper": {
+        "treebank": "UD_Ancient_Greek-Perseus",
+        "file_prefix": "grc_perseus",
+        "tag_column": "xpos",
+        "vocab_size": 32_500,
+        "num_tags": 1_000,
+        "max_positions": 512,
+        "max_length": 512,
+        "num_epochs": 420,
+        "eval_every": 6,
+    },
     # The paper's recipe on EWT (the default treebank).
     "paper-ewt": {},
     # CPU minutes: 2k EWT sentences, 2 layers, 3 epochs, a short warm-up and a larger peak LR;
     # e.g. --width 0.5x,1x,1.5x --optimizer both.
-    "quick": {"max_train_examples": 2048, "max_eval_examples": 500, "train_eval_examples": 256,
-              "num_layers": 2, "num_epochs": 3, "eval_every": 1, "warmup_steps": 32,
-              "learning_rate": 1e-3, "max_length": 64},
+    "quick": {
+        "max_train_examples": 2048,
+        "max_eval_examples": 500,
+        "train_eval_examples": 256,
+        "num_layers": 2,
+        "num_epochs": 3,
+        "eval_every": 1,
+        "warmup_steps": 32,
+        "learning_rate": 1e-3,
+        "max_length": 64,
+    },
     # Seconds: the CLI and registry tests.
-    "smoke": {"max_train_examples": 128, "max_eval_examples": 64, "train_eval_examples": 64,
-              "num_epochs": 1, "eval_every": 1, "warmup_steps": 4, "learning_rate": 1e-3,
-              "batch_size": 32, "max_length": 32, "num_layers": 2},
+    "smoke": {
+        "max_train_examples": 128,
+        "max_eval_examples": 64,
+        "train_eval_examples": 64,
+        "num_epochs": 1,
+        "eval_every": 1,
+        "warmup_steps": 4,
+        "learning_rate": 1e-3,
+        "batch_size": 32,
+        "max_length": 32,
+        "num_layers": 2,
+    },
 }
 
 
@@ -150,11 +176,18 @@ def build_tagger(vocab_size: int, num_tags: int, d: int, c: UDPOSConfig) -> nn.M
     from transformers import BertConfig, BertForTokenClassification
 
     config = BertConfig(
-        vocab_size=vocab_size, hidden_size=d, num_hidden_layers=c.num_layers,
-        num_attention_heads=d // c.head_dim, intermediate_size=c.mlp_ratio * d,
-        hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.attention_dropout,
-        max_position_embeddings=c.max_positions, type_vocab_size=1, pad_token_id=Vocab.pad_id,
-        num_labels=num_tags, initializer_range=0.02,  # BERT's init: N(0, 0.02), LayerNorm 1/0
+        vocab_size=vocab_size,
+        hidden_size=d,
+        num_hidden_layers=c.num_layers,
+        num_attention_heads=d // c.head_dim,
+        intermediate_size=c.mlp_ratio * d,
+        hidden_dropout_prob=c.dropout,
+        attention_probs_dropout_prob=c.attention_dropout,
+        max_position_embeddings=c.max_positions,
+        type_vocab_size=1,
+        pad_token_id=Vocab.pad_id,
+        num_labels=num_tags,
+        initializer_range=0.02,  # BERT's init: N(0, 0.02), LayerNorm 1/0
     )
     return BertForTokenClassification(config)
 
@@ -181,26 +214,36 @@ class UDPOSTransformer(Workload):
     def setup_data(self, data_root: Path, device: torch.device) -> None:
         c = self.config
         folder = Path(data_root) / "ud" / c.treebank
-        how = (f"clone https://github.com/UniversalDependencies/{c.treebank} (or unpack a UD "
-               f"release) so that {folder} holds {c.file_prefix}-ud-{{train,dev,test}}.conllu, "
-               "or point --data-root / $SAM_DATA at a folder with ud/<treebank>/")
-        splits = {s: load_conllu_split(folder / f"{c.file_prefix}-ud-{f}.conllu", c.tag_column, how)
-                  for s, f in (("train", "train"), ("val", "dev"), ("test", "test"))}
+        how = (
+            f"clone https://github.com/UniversalDependencies/{c.treebank} (or unpack a UD "
+            f"release) so that {folder} holds {c.file_prefix}-ud-{{train,dev,test}}.conllu, "
+            "or point --data-root / $SAM_DATA at a folder with ud/<treebank>/"
+        )
+        splits = {
+            s: load_conllu_split(folder / f"{c.file_prefix}-ud-{f}.conllu", c.tag_column, how)
+            for s, f in (("train", "train"), ("val", "dev"), ("test", "test"))
+        }
         train_words = [w for w, _ in splits["train"]]
         vocab = cached_vocab(f"ud-{c.file_prefix}", train_words, c.min_count)  # train only
-        check_vocab_size(f"the {c.treebank} word vocabulary (min_count={c.min_count})",
-                         c.vocab_size, len(vocab))
+        check_vocab_size(
+            f"the {c.treebank} word vocabulary (min_count={c.min_count})", c.vocab_size, len(vocab)
+        )
         tags = sorted({t for _, ts in splits["train"] for t in ts})
-        check_vocab_size(f"the {c.treebank} {c.tag_column.upper()} tag set", c.num_tags, len(tags),
-                         field="num_tags")
+        check_vocab_size(
+            f"the {c.treebank} {c.tag_column.upper()} tag set",
+            c.num_tags,
+            len(tags),
+            field="num_tags",
+        )
         self.tags = tags
         tag_id = {t: i for i, t in enumerate(tags)}
         for split, sents in splits.items():
             limit = c.max_train_examples if split == "train" else c.max_eval_examples
             sents = sents[:limit]
             ids = pad_sequences([vocab.encode(w) for w, _ in sents], Vocab.pad_id, c.max_length)
-            labels = pad_sequences([[tag_id.get(t, UNSEEN_TAG) for t in ts] for _, ts in sents],
-                                   IGNORE, c.max_length)
+            labels = pad_sequences(
+                [[tag_id.get(t, UNSEEN_TAG) for t in ts] for _, ts in sents], IGNORE, c.max_length
+            )
             lengths = (ids != Vocab.pad_id).sum(1)  # word ids are never <pad>
             self.data[split] = (ids.to(device), labels.to(device), lengths.to(device))
         ids, labels, lengths = self.data["train"]

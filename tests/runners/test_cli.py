@@ -131,3 +131,20 @@ def test_fp16_grad_scaler_run_records_skipped_steps(tmp_path, monkeypatch, capsy
         (config,) = con.execute("SELECT config FROM runs").fetchone()
     assert {"train/skipped_steps", "train/loss_scale"} <= keys
     assert json.loads(config)["run"]["precision"] == "fp16"
+
+
+def test_no_weight_decay_flag_sets_the_workload_field(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    base = ["--workload", "synthetic-regression", "--preset", "smoke", "--list-config"]
+    assert main(base + ["--weight_decay=0.01"]) == 0
+    assert json.loads(capsys.readouterr().out)["weight_decay"] == 0.01
+    assert main(base + ["--no-weight-decay"]) == 0
+    assert json.loads(capsys.readouterr().out)["weight_decay"] == 0.0
+    assert main(base + ["--no-weight-decay", "--weight_decay=0.01"]) == 2
+
+
+def test_run_flags_are_not_abbreviated_into_overrides(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    # "--seed" is not "--seeds": it is a workload key, and this workload has no such key.
+    assert main(["--domain", "synthetic", "--preset", "smoke", "--seed=3"]) == 2
+    assert "unknown config key 'seed'" in capsys.readouterr().err

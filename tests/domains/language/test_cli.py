@@ -28,8 +28,18 @@ def test_list_shows_every_language_workload_and_width(tmp_path):
 
 
 def test_smoke_run_of_the_default_language_workload(tmp_path, data_root):
-    res = run_cli(["--domain", "language", "--preset", "smoke", "--results", str(tmp_path / "r"),
-                   "--no-progress"], tmp_path)
+    res = run_cli(
+        [
+            "--domain",
+            "language",
+            "--preset",
+            "smoke",
+            "--results",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     db = sqlite3.connect(tmp_path / "r" / "runs.sqlite")
     rows = db.execute("SELECT workload, optimizer, status FROM runs ORDER BY optimizer").fetchall()

@@ -21,8 +21,11 @@ def test_padding_does_not_change_the_tags():
     batched = model(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(alone[0], batched[0, :3], rtol=1e-4, atol=1e-5)
     # and the loss ignores padded positions (label -100)
-    batch = {"input_ids": ids, "attention_mask": mask,
-             "labels": torch.tensor([[1, 2, 3, -100, -100, -100], [0, 4, -100, -100, -100, -100]])}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": torch.tensor([[1, 2, 3, -100, -100, -100], [0, 4, -100, -100, -100, -100]]),
+    }
     loss, metrics = w.loss(model, batch)
     assert torch.isfinite(loss) and 0 <= float(metrics["acc"]) <= 100
 
@@ -42,14 +45,34 @@ def test_real_ewt_treebank(data_root):
     from domains.language.common import load_conllu_split
 
     folder = data_root / "ud" / "UD_English-EWT"
-    sizes = {s: len(load_conllu_split(folder / f"en_ewt-ud-{s}.conllu", "upos", "")) for s in
-             ("train", "dev", "test")}
+    sizes = {
+        s: len(load_conllu_split(folder / f"en_ewt-ud-{s}.conllu", "upos", ""))
+        for s in ("train", "dev", "test")
+    }
     assert sizes == {"train": 12_544, "dev": 2_001, "test": 2_077}
-    w = create_workload("ud-pos-transformer", "paper-ewt", max_train_examples=500,
-                        max_eval_examples=50)
+    w = create_workload(
+        "ud-pos-transformer", "paper-ewt", max_train_examples=500, max_eval_examples=50
+    )
     w.setup_data(data_root, torch.device("cpu"))  # vocab 19,676 and 17 tags: checks pass
-    assert w.tags == ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART",
-                      "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]
+    assert w.tags == [
+        "ADJ",
+        "ADP",
+        "ADV",
+        "AUX",
+        "CCONJ",
+        "DET",
+        "INTJ",
+        "NOUN",
+        "NUM",
+        "PART",
+        "PRON",
+        "PROPN",
+        "PUNCT",
+        "SCONJ",
+        "SYM",
+        "VERB",
+        "X",
+    ]
     ids, labels, lengths = w.data["train"]
     assert ids.shape[0] == 500 and bool(((labels != -100) == (ids != 0)).all())
     batch = next(w.train_batches(0, torch.Generator().manual_seed(0)))
