@@ -82,7 +82,7 @@ class Vocab:
         return cls(kept)
 
 
-def _cache_dir() -> Path:
+def language_cache_dir() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
     return cache / "sam-overparam" / "language"
 
@@ -100,7 +100,7 @@ def cached_vocab(
     h = hashlib.sha256(f"{name}/min_count={min_count}\n".encode())
     for s in train_sentences:
         h.update(("\x1f".join(s) + "\n").encode())
-    path = (cache_dir or _cache_dir()) / f"{name}-vocab-{h.hexdigest()[:16]}.json"
+    path = (cache_dir or language_cache_dir()) / f"{name}-vocab-{h.hexdigest()[:16]}.json"
     if path.is_file():
         try:
             return Vocab(json.loads(path.read_text())["words"])

@@ -5,8 +5,10 @@ Task: one tag per word of a Universal Dependencies treebank. Data: CoNLL-U files
 ``<data_root>/ud/<treebank>/<prefix>-ud-{train,dev,test}.conllu``; multi-word token lines and
 empty nodes are skipped, so every syntactic word is tagged once. Default: UD English-EWT with
 UPOS (12,544 / 2,001 / 2,077 sentences, 17 tags; the only treebank with a train split held
-offline). The ``paper`` preset names the paper's UD Ancient Greek-Perseus with XPOS, which
-must be supplied (MissingDataError says where and how). Word vocabulary from train only
+offline). When the files are not under the data root, the ``ud_release`` files are fetched
+from the treebank's GitHub repository into the user cache (online). The ``paper`` preset names
+the paper's UD Ancient Greek-Perseus with XPOS, whose train split is not held here (offline:
+MissingDataError says where and how). Word vocabulary from train only
 (every word seen, min_count 1: 19,674 EWT words + <pad> + <unk> = 19,676), deterministic,
 cached. Dev selects the model (best epoch); test is reported there.
 
@@ -33,6 +35,7 @@ which is samcore's ``inverse_sqrt`` schedule with learning_rate 5.59e-4; batch 6
 from __future__ import annotations
 
 import math
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,7 @@ from domains.language.common import (
     Vocab,
     cached_vocab,
     check_vocab_size,
+    language_cache_dir,
     load_conllu_split,
     pad_sequences,
 )
@@ -57,6 +61,34 @@ IGNORE = -100  # label of padding: skipped by the loss and the accuracy
 UNSEEN_TAG = -2  # a dev/test tag absent from train: the model cannot predict it, counted wrong
 
 
+def _treebank_folder(data_root: Path, c: UDPOSConfig) -> Path:
+    """``<data_root>/ud/<treebank>`` when its files are there; else the cache, downloading the
+    release's CoNLL-U files from the treebank's GitHub repository when online."""
+    names = [f"{c.file_prefix}-ud-{f}.conllu" for f in ("train", "dev", "test")]
+    local = data_root / "ud" / c.treebank
+    if all((local / n).is_file() for n in names):
+        return local
+    cached = language_cache_dir() / "ud" / c.treebank / c.ud_release
+    for name in names:
+        target = cached / name
+        if target.is_file():
+            continue
+        url = (
+            f"https://raw.githubusercontent.com/UniversalDependencies/{c.treebank}/"
+            f"{c.ud_release}/{name}"
+        )
+        try:
+            cached.mkdir(parents=True, exist_ok=True)
+            with urllib.request.urlopen(url, timeout=30) as response:
+                data = response.read()
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(target)  # never a half-written file under the final name
+        except (OSError, ValueError):
+            return local  # offline or not found: the local path's MissingDataError explains
+    return cached
+
+
 @dataclass(frozen=True)
 class UDPOSConfig(TrainConfig):
     treebank: str = "UD_English-EWT"
@@ -65,6 +97,8 @@ class UDPOSConfig(TrainConfig):
     """CoNLL-U file prefix: <prefix>-ud-{train,dev,test}.conllu"""
     tag_column: str = "upos"
     """tag set to predict: upos (column 4) | xpos (column 5)"""
+    ud_release: str = "r2.14"
+    """UD release tag whose files are downloaded when the treebank is not on disk (online)"""
     vocab_size: int = 19_676
     """embedding rows = train words (min_count) + <pad> + <unk>; checked against the data"""
     num_tags: int = 17
@@ -213,7 +247,7 @@ class UDPOSTransformer(Workload):
 
     def setup_data(self, data_root: Path, device: torch.device) -> None:
         c = self.config
-        folder = Path(data_root) / "ud" / c.treebank
+        folder = _treebank_folder(Path(data_root), c)
         how = (
             f"clone https://github.com/UniversalDependencies/{c.treebank} (or unpack a UD "
             f"release) so that {folder} holds {c.file_prefix}-ud-{{train,dev,test}}.conllu, "

@@ -86,3 +86,47 @@ def test_paper_preset_without_perseus_names_the_file(tmp_path):
     msg = str(err.value)
     assert "grc_perseus-ud-train.conllu" in msg and "UD_Ancient_Greek-Perseus" in msg
     assert str(tmp_path) in msg and "github.com/UniversalDependencies" in msg
+
+
+def test_treebank_missing_offline_is_one_clear_error(tmp_path, monkeypatch):
+    """No local files and no network: MissingDataError names the file, the folder and how."""
+    import urllib.request
+
+    from domains import MissingDataError, create_workload
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    workload = create_workload("ud-pos-transformer", "smoke")
+    with pytest.raises(MissingDataError, match=r"en_ewt-ud-train\.conllu.*github\.com"):
+        workload.setup_data(tmp_path / "data", torch.device("cpu"))
+    assert not any((tmp_path / "cache").rglob("*.conllu"))
+
+
+def test_treebank_is_downloaded_into_the_cache_when_online(tmp_path, monkeypatch):
+    """Online path: the release's files are fetched from GitHub into the cache, then read."""
+    import io
+    import os
+    import urllib.request
+    from pathlib import Path
+
+    from domains import create_workload
+
+    if not os.environ.get("SAM_DATA"):
+        pytest.skip("SAM_DATA not set (offline data folder)")
+    held = Path(os.environ["SAM_DATA"]) / "ud" / "UD_English-EWT"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fetched = []
+
+    def fake_github(url, timeout):
+        fetched.append(url)
+        return io.BytesIO((held / url.rsplit("/", 1)[1]).read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_github)
+    workload = create_workload("ud-pos-transformer", "smoke")
+    workload.setup_data(tmp_path / "empty-data-root", torch.device("cpu"))
+    assert len(fetched) == 3 and all("UniversalDependencies/UD_English-EWT/r2.14/" in u for u in fetched)
+    assert len(list((tmp_path / "cache").rglob("*.conllu"))) == 3
