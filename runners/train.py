@@ -237,6 +237,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                     autocast_dtype=autocast_dtype,
                     m_sharpness=cfg.m_sharpness or None,
                     measure_perturbation=measure,
+                    split=getattr(workload, "split_batch", None),
                 )
                 scheduler.step()
                 loss = res.loss.detach().to(device)

@@ -129,7 +129,7 @@ def train_step(
     autocast_dtype: torch.dtype | None = None,
     local_ascent: bool = False,
     measure_perturbation: bool = False,
-    split: Callable[[Any, int], list[tuple[Any, float]]] = split_batch,
+    split: Callable[[Any, int], list[tuple[Any, float]]] | None = None,
 ) -> StepResult:
     """One base or SAM step on ``batch``. ``loss_fn(model, batch) -> (mean loss, metrics)``.
 
@@ -138,7 +138,11 @@ def train_step(
         update uses the mean of the chunks' perturbed gradients.
     local_ascent: under DDP, compute the ascent from this rank's gradient only (the official
         code's per-device SAM); default False all-reduces the first pass too.
+    split: ``split(batch, size) -> [(chunk, weight)]`` with weights summing to 1 such that
+        sum_k weight_k * loss(chunk_k) = loss(batch); ``split_batch`` (dim 0 of tensors,
+        weights = chunk fractions) by default, a workload's own for other batch types.
     """
+    split = split or split_batch
     device_type = next(model.parameters()).device.type
 
     def autocast() -> contextlib.AbstractContextManager:
@@ -146,21 +150,17 @@ def train_step(
             return contextlib.nullcontext()
         return torch.autocast(device_type=device_type, dtype=autocast_dtype)
 
-    n = batch_size_of(batch) if (micro_batch_size or m_sharpness) else 0
-    chunks = (
-        split(batch, micro_batch_size)
-        if micro_batch_size and micro_batch_size < n
-        else [(batch, 1.0)]
-    )
+    chunks = split(batch, micro_batch_size) if micro_batch_size else [(batch, 1.0)]
+    if len(chunks) == 1:
+        chunks = [(batch, 1.0)]  # the batch fits in one chunk: no copy
     is_sam = isinstance(optimizer, SAM)
 
     optimizer.zero_grad()
-    if is_sam and m_sharpness and m_sharpness < n:
+    m_chunks = split(batch, m_sharpness) if is_sam and m_sharpness else []
+    if len(m_chunks) > 1:
         if hasattr(model, "no_sync"):
             raise ValueError("m-sharpness with m below the local batch is not supported under DDP")
-        return _m_sharpness_step(
-            model, optimizer, loss_fn, split(batch, m_sharpness), scaler, autocast
-        )
+        return _m_sharpness_step(model, optimizer, loss_fn, m_chunks, scaler, autocast)
 
     loss, metrics = _backward_chunks(
         model, loss_fn, chunks, scaler, autocast, sync_last=not (is_sam and local_ascent)

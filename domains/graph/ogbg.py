@@ -211,6 +211,22 @@ class OgbgMolecules(Workload):
         for batch in loader:
             yield batch.to(self.device)
 
+    def split_batch(self, batch: Any, size: int) -> list[tuple[Any, float]]:
+        """Chunks of ``size`` graphs for accumulation / m-sharpness. Weights are each chunk's
+        share of the batch's labelled (graph, task) entries, because ``loss`` averages over
+        those: sum_k weight_k * loss(chunk_k) is exactly loss(batch)."""
+        from torch_geometric.data import Batch
+
+        n = batch.num_graphs
+        labelled = (~torch.isnan(batch.y.float())).sum(dim=1)  # (G,) labelled tasks per graph
+        total = labelled.sum().clamp(min=1)
+        chunks = []
+        for s in range(0, n, size):
+            idx = torch.arange(s, min(s + size, n))
+            chunk = Batch.from_data_list(batch.index_select(idx)).to(self.device)
+            chunks.append((chunk, (labelled[idx].sum() / total).item()))
+        return chunks
+
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = model(batch)  # (G, T)
         y = batch.y.float()  # (G, T); NaN = no label for this task

@@ -128,5 +128,7 @@ def test_treebank_is_downloaded_into_the_cache_when_online(tmp_path, monkeypatch
     monkeypatch.setattr(urllib.request, "urlopen", fake_github)
     workload = create_workload("ud-pos-transformer", "smoke")
     workload.setup_data(tmp_path / "empty-data-root", torch.device("cpu"))
-    assert len(fetched) == 3 and all("UniversalDependencies/UD_English-EWT/r2.14/" in u for u in fetched)
+    assert len(fetched) == 3 and all(
+        "UniversalDependencies/UD_English-EWT/r2.14/" in u for u in fetched
+    )
     assert len(list((tmp_path / "cache").rglob("*.conllu"))) == 3
