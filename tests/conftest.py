@@ -18,17 +18,30 @@ def _deterministic_threads():
     yield
 
 
-def run_cli(args: list[str], tmp_path: Path, timeout: float = 300, script: str = "run.py"):
-    """Run ``python runners/<script> ARGS`` in a subprocess, as a user would."""
+def run_cli(
+    args: list[str],
+    tmp_path: Path,
+    timeout: float = 300,
+    script: str = "run.py",
+    env: dict[str, str] | None = None,
+):
+    """Run ``python runners/<script> ARGS`` in a subprocess, as a user would, from ``tmp_path``.
+
+    One intra-op thread unless the caller says otherwise: CI's 2 cores are shared by the test
+    process and the child, and oversubscribed OpenMP threads slow small ops 10-100x.
+    """
     import subprocess
 
-    env = dict(os.environ)
-    env.setdefault("SAM_DATA", str(REPO.parent / "shared" / "data"))
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    full_env = dict(os.environ)
+    full_env.setdefault("SAM_DATA", str(REPO.parent / "shared" / "data"))
+    full_env.setdefault("OMP_NUM_THREADS", "1")
+    full_env["HF_HUB_OFFLINE"] = full_env["HF_DATASETS_OFFLINE"] = "1"
+    full_env.update(env or {})
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.run(
         [sys.executable, str(REPO / "runners" / script), *args],
         cwd=tmp_path,
-        env=env,
+        env=full_env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -36,21 +37,8 @@ def cli(tmp_path: Path, graph_cache: Path, shared_data: Path) -> Callable[..., A
     oversubscribed threads make sparse scatter ops 10-100x slower)."""
 
     def run(args: list[str]) -> subprocess.CompletedProcess:
-        env = dict(
-            os.environ,
-            SAM_DATA=str(shared_data),
-            XDG_CACHE_HOME=str(graph_cache),
-            OMP_NUM_THREADS="1",
-        )
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        return subprocess.run(
-            [sys.executable, str(REPO / "runners" / "run.py"), *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        env = {"SAM_DATA": str(shared_data), "XDG_CACHE_HOME": str(graph_cache)}
+        return run_cli(args, tmp_path, env=env)
 
     return run
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from domains import MissingDataError, create_workload
-from tests.domains.language.conftest import run_cli
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.language
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 
 from domains import ConfigError, MissingDataError, create_workload, list_workloads
 from samcore import build_optimizer, count_params, make_generator, train_step
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.vision
 
@@ -241,15 +241,7 @@ def test_tiny_preset_two_sam_steps(name: str) -> None:
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, str(REPO / "runners" / "run.py"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(args, REPO, timeout=120)
 
 
 def test_cli_mnist_smoke(tmp_path: Path) -> None:
