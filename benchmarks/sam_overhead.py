@@ -17,6 +17,7 @@ import time
 import torch
 from torch import nn
 
+from domains import create_workload
 from samcore import SAM, train_step
 
 
@@ -60,42 +61,9 @@ class PublicSAM(torch.optim.Optimizer):
         self.zero_grad()
 
 
-def mlp(k: float) -> nn.Module:
-    h1, h2 = int(300 * k), int(100 * k)
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 10)
-    )
-
-
-class Block(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.short = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.short = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-            )
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
-
-
-def small_resnet(width: int = 16) -> nn.Module:
-    """A CIFAR ResNet-18 layout at base width 16 (1/4x), 32x32 inputs."""
-    layers, cin = (
-        [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()],
-        width,
-    )
-    for i, mult in enumerate((1, 2, 4, 8)):
-        for j in range(2):
-            layers.append(Block(cin, width * mult, 2 if (i > 0 and j == 0) else 1))
-            cin = width * mult
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
+def workload_model(name: str, width: float) -> nn.Module:
+    """The suite's own model of a registered workload (what the runner trains)."""
+    return create_workload(name, "paper").build_model(width)
 
 
 def _loss(model, batch):
@@ -119,7 +87,7 @@ def _time_block(model, opt, batch, steps, mode) -> float:
         opt.first_step(zero_grad=True) if mode == "sam" else opt.first_step()
         _loss(model, batch)[0].backward()
         opt.second_step()
-    if model[-1].weight.device.type == "cuda":
+    if next(model.parameters()).is_cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - t0
 
@@ -162,13 +130,17 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     x = torch.randn(args.batch_size, 1, 28, 28)
     y = torch.randint(0, 10, (args.batch_size,))
-    measure("MNIST MLP k=1", lambda: mlp(1), (x, y), args.rounds, args.steps)
-    measure("MNIST MLP k=10", lambda: mlp(10), (x, y), args.rounds, args.steps)
+    measure(
+        "MNIST MLP k=1", lambda: workload_model("mnist-mlp", 1), (x, y), args.rounds, args.steps
+    )
+    measure(
+        "MNIST MLP k=10", lambda: workload_model("mnist-mlp", 10), (x, y), args.rounds, args.steps
+    )
     xc = torch.randn(32, 3, 32, 32)
     yc = torch.randint(0, 10, (32,))
     measure(
         "CIFAR ResNet-18 w16",
-        small_resnet,
+        lambda: workload_model("cifar10-resnet18", 0.25),
         (xc, yc),
         max(3, args.rounds // 3),
         max(2, args.steps // 4),
