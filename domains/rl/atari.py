@@ -131,7 +131,9 @@ class AtariPPO(Workload):
 
     def build_model(self, width: float) -> nn.Module:
         c = self.config
-        return _NatureActorCritic(nature_cnn(width, c.base_width, c.frame_stack), _num_actions(c.env_id))
+        return _NatureActorCritic(
+            nature_cnn(width, c.base_width, c.frame_stack), _num_actions(c.env_id)
+        )
 
     def setup_data(self, data_root: Any, device: Any) -> None:
         """No data: ROMs ship with ale-py. Checks the rl extra is installed."""
@@ -147,25 +149,31 @@ class AtariPPO(Workload):
         gym.register_envs(ale_py)
         c = self.config
         subproc = c.subproc_envs and training
+        # evaluation: full games (all lives) scored raw, cut after eval_max_frames frames
+        eval_wrappers = {"terminal_on_life_loss": False, "clip_reward": False}
         env = make_atari_env(
             c.env_id,
             n_envs=n_envs,
             seed=seed,
             vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv,
             env_kwargs={} if training else {"max_episode_steps": c.eval_max_frames},
-            wrapper_kwargs={} if training else {"terminal_on_life_loss": False, "clip_reward": False},
+            wrapper_kwargs={} if training else eval_wrappers,
         )
         return VecFrameStack(env, n_stack=c.frame_stack)
 
-    def fit(self, request: FitRequest) -> dict[str, float]:
-        c = self.config
-        policy_kwargs = dict(
+    def policy_kwargs(self, width: float) -> dict[str, Any]:
+        """SB3 CnnPolicy arguments: the width-scaled trunk, shared by linear actor and critic."""
+        return dict(
             features_extractor_class=_features_extractor_class(),
-            features_extractor_kwargs=dict(width=request.width, base=c.base_width),
+            features_extractor_kwargs=dict(width=width, base=self.config.base_width),
             net_arch=[],  # actor and critic are linear heads on the shared trunk
             ortho_init=True,
         )
-        return fit_ppo(c, request, self.make_env, policy_kwargs, policy="CnnPolicy")
+
+    def fit(self, request: FitRequest) -> dict[str, float]:
+        return fit_ppo(
+            self.config, request, self.make_env, self.policy_kwargs(request.width), "CnnPolicy"
+        )
 
 
 PRESETS: dict[str, dict[str, Any]] = {

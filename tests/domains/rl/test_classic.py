@@ -1,4 +1,4 @@
-"""cartpole-ppo / acrobot-ppo: parameter counts equal SB3's policy, CartPole learns, CLI end to end."""
+"""cartpole-ppo / acrobot-ppo: parameter counts equal SB3's policy; CartPole learns; CLI."""
 
 from __future__ import annotations
 
@@ -35,13 +35,8 @@ def test_build_model_counts_equal_the_policy_sb3_trains(name):
 
     workload = create_workload(name, "smoke")
     for width in workload.widths:
-        h = workload.hidden(width)
-        model = PPO(
-            "MlpPolicy",
-            workload.config.env_id,
-            policy_kwargs=dict(net_arch=dict(pi=[h, h], vf=[h, h])),
-            device="cpu",
-        )
+        kwargs = workload.policy_kwargs(width)
+        model = PPO("MlpPolicy", workload.config.env_id, policy_kwargs=kwargs, device="cpu")
         with torch.device("meta"):
             assert count_params(workload.build_model(width)) == count_params(model.policy)
     assert default_workload("rl") == "cartpole-ppo"
