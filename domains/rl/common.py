@@ -27,6 +27,8 @@ from domains.workload import FitRequest, TrainConfig
 __all__ = ["PPOConfig", "require_rl_extra", "fit_ppo"]
 
 RL_EXTRA_HINT = "the rl domain needs its extra: pip install -e .[rl]"
+VAL_SEED_OFFSET = 10_000  # evaluation env seeds: run seed + offset + env index
+TEST_SEED_OFFSET = 20_000
 
 
 def require_rl_extra() -> None:
@@ -115,11 +117,7 @@ def fit_ppo(
 ) -> dict[str, float]:
     """Train one PPO run. ``make_env(n_envs, seed, training)`` builds a seeded vec env."""
     require_rl_extra()
-    import numpy as np
     import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.evaluation import evaluate_policy
 
     c = config
     algo_kwargs: dict[str, Any] = dict(
@@ -145,21 +143,40 @@ def fit_ppo(
     )
     if request.base_optimizer != "adam":
         raise ValueError(f"PPO workloads use Adam, got base optimizer {request.base_optimizer!r}")
-    train_env = make_env(c.num_envs, request.seed, True)
+    envs = {  # env i of a vec env gets seed + i (SB3); val and test episodes are disjoint
+        "train": make_env(c.num_envs, request.seed, True),
+        "val": make_env(c.eval_envs, request.seed + VAL_SEED_OFFSET, False),
+        "test": make_env(c.eval_envs, request.seed + TEST_SEED_OFFSET, False),
+    }
+    try:
+        return _fit(c, request, envs, policy, algo_kwargs)
+    finally:
+        for env in envs.values():  # subprocess envs must not outlive the run
+            env.close()
+
+
+def _fit(
+    c: PPOConfig, request: FitRequest, envs: dict[str, Any], policy: str, algo_kwargs: dict
+) -> dict[str, float]:
+    import numpy as np
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+
     if request.sam:
         from domains.rl.sam_ppo import SAMPPO
 
-        model = SAMPPO(policy, train_env, rho=request.rho, adaptive=request.adaptive, **algo_kwargs)
+        model = SAMPPO(
+            policy, envs["train"], rho=request.rho, adaptive=request.adaptive, **algo_kwargs
+        )
     else:
-        model = PPO(policy, train_env, **algo_kwargs)
+        model = PPO(policy, envs["train"], **algo_kwargs)
 
-    val_env = make_env(c.eval_envs, request.seed + 10_000, False)
-    test_env = make_env(c.eval_envs, request.seed + 20_000, False)
-
-    def evaluate(env: Any, seed: int) -> float:
-        env.seed(seed)  # the same episodes every time: checkpoints compared on equal terms
+    def evaluate(split: str) -> float:
+        offset = VAL_SEED_OFFSET if split == "val" else TEST_SEED_OFFSET
+        envs[split].seed(request.seed + offset)  # the same episodes every time
         mean, _ = evaluate_policy(
-            model, env, n_eval_episodes=c.eval_episodes, deterministic=c.eval_deterministic
+            model, envs[split], n_eval_episodes=c.eval_episodes, deterministic=c.eval_deterministic
         )
         return float(mean)
 
@@ -187,7 +204,7 @@ def fit_ppo(
                     row[k] = float(v)
             if c.eval_freq and m.num_timesteps - self.last_eval >= c.eval_freq:
                 self.last_eval = m.num_timesteps
-                row["val/return"] = evaluate(val_env, request.seed + 10_000)
+                row["val/return"] = evaluate("val")
                 if row["val/return"] > best["val"]:
                     best.update(val=row["val/return"], step=m.num_timesteps)
                     best["state"] = copy.deepcopy(m.policy.state_dict())
@@ -200,26 +217,14 @@ def fit_ppo(
         "steps_per_s": model.num_timesteps / train_time,
         "timesteps": float(model.num_timesteps),
         "train_time_s": train_time,
-        "final_val/return": evaluate(val_env, request.seed + 10_000),
-        "final_test/return": evaluate(test_env, request.seed + 20_000),
+        "final_val/return": evaluate("val"),
+        "final_test/return": evaluate("test"),
     }
     if best["state"] is not None and best["val"] > out["final_val/return"]:
-        model.policy.load_state_dict(best["state"])
-        out.update(
-            {
-                "val/return": best["val"],
-                "test/return": evaluate(test_env, request.seed + 20_000),
-                "best_step": float(best["step"]),
-            }
-        )
+        model.policy.load_state_dict(best["state"])  # the best val checkpoint, on test episodes
+        out["val/return"], out["best_step"] = best["val"], float(best["step"])
+        out["test/return"] = evaluate("test")
     else:
-        out.update(
-            {
-                "val/return": out["final_val/return"],
-                "test/return": out["final_test/return"],
-                "best_step": float(model.num_timesteps),
-            }
-        )
-    for env in (train_env, val_env, test_env):
-        env.close()
+        out["val/return"], out["best_step"] = out["final_val/return"], out["timesteps"]
+        out["test/return"] = out["final_test/return"]
     return out
