@@ -56,3 +56,15 @@ def test_positive_rho_changes_the_update_and_logs_sam_terms():
     logged = sam.logger.name_to_value
     assert logged["train/sam_grad_norm"] > 0 and "train/sam_loss" in logged
     assert not sam.policy.optimizer._climbed  # every ascent was undone
+
+
+def test_sam_ppo_saves_and_loads_with_sb3(tmp_path):
+    from domains.rl.sam_ppo import SAMPPO
+
+    sam, _, s1 = _train(SAMPPO, rho=0.05)
+    sam.save(tmp_path / "model.zip")
+    loaded = SAMPPO.load(tmp_path / "model.zip", device="cpu")
+    assert isinstance(loaded.policy.optimizer, SAM) and loaded.rho == 0.05
+    assert all(torch.equal(a, b) for a, b in zip(s1, _params(loaded)))
+    state = loaded.policy.optimizer.base_optimizer.state
+    assert len(state) == len(s1)  # Adam's moments came back with the policy
