@@ -77,3 +77,11 @@ def test_cli_end_to_end_smoke(tmp_path, monkeypatch):
     for r in runs:
         assert r["n_params"] == 9_155 and r["summary"]["best/val_return"] is not None
         assert any(m["key"] == "train/steps_per_s" for m in store.metrics(r["id"]))
+
+
+def test_missing_extra_names_the_install_command(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install -e \.\[rl\]"):
+        create_workload("cartpole-ppo", "smoke").setup_data(None, torch.device("cpu"))
