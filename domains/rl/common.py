@@ -8,7 +8,8 @@ checkpoint, ``test`` episodes (seeds seed+20_000...) are reported. With ``eval_f
 policy is also evaluated on the val episodes during training, and the best such policy (the
 paper reports "best score") is kept in memory: ``val/return`` and ``test/return`` are then the
 best checkpoint's, the final policy's are ``final_val/return`` and ``final_test/return``.
-The ``step`` of every logged row is the number of environment steps (agent steps) so far.
+The ``step`` of every logged row is the number of environment steps (agent steps) so far;
+``train/episode_length`` is Monitor's, in the wrapped env's own steps (emulator frames for Atari).
 
 gymnasium, stable_baselines3 and ale_py are imported only inside functions.
 """
