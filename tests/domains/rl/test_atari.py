@@ -36,8 +36,8 @@ def test_parameter_counts_equal_the_paper():
 def test_sb3_policy_has_the_counted_layers_and_envs_step_offline():
     from stable_baselines3 import PPO
 
-    workload = create_workload("atari-ppo", "smoke")
-    env = workload.make_env(2, seed=0, training=True)
+    workload = create_workload("atari-ppo", "smoke", subproc_envs=True)
+    env = workload.make_env(2, seed=0, training=True)  # SubprocVecEnv: workers register ALE
     obs = env.reset()
     assert obs.shape == (2, 84, 84, 4) and obs.dtype == np.uint8
     for _ in range(20):
