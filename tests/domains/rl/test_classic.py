@@ -85,3 +85,17 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if not installed
     with pytest.raises(ImportError, match=r"pip install -e \.\[rl\]"):
         create_workload("cartpole-ppo", "smoke").setup_data(None, torch.device("cpu"))
+
+
+def test_same_seed_same_rows():
+    """Two SAM runs with one seed log identical metrics (timings aside) and results."""
+    runs = []
+    for _ in range(2):
+        rows: list = []
+        out = create_workload("cartpole-ppo", "smoke").fit(_request(True, rows, seed=3))
+        untimed = [
+            (s, {k: v for k, v in m.items() if "per_s" not in k and "time" not in k})
+            for s, m in rows
+        ]
+        runs.append((untimed, out["val/return"], out["test/return"]))
+    assert runs[0] == runs[1]
