@@ -220,13 +220,18 @@ def load_ogb_dataset(
     (copied to the cache); the MoleculeNet CSV in ``data_root/moleculenet`` (rebuilt into the
     cache); else OGB's download into the cache. ``max_molecules`` > 0 rebuilds from the first
     N CSV rows only (smoke runs), with the scaffold split recomputed on them; without a CSV
-    (molpcba) it takes the first N graphs of the full set and OGB's split restricted to them.
+    (molpcba) it keeps the first 80/10/10% of N of each part of OGB's split of the full set.
     """
     csv = data_root / "moleculenet" / MOLECULENET_CSV.get(name, "-")
     if max_molecules and not csv.is_file():
-        # No CSV to rebuild from (molpcba): the first N graphs of the full set, OGB's split.
+        # No CSV to rebuild from (molpcba, or a data root without it): OGB's own split, cut
+        # to the first 80/10/10% of N of each part. (The first N graph ids would not do: a
+        # scaffold split puts rare scaffolds, hence the whole test part, at high ids.)
         dataset, split = load_ogb_dataset(name, data_root, cache, 0, download)
-        return dataset[:max_molecules], {k: v[v < max_molecules] for k, v in split.items()}
+        n_train = int(0.8 * max_molecules)
+        n_eval = max(1, (max_molecules - n_train) // 2)
+        sizes = {"train": n_train, "valid": n_eval, "test": n_eval}
+        return dataset, {k: v[: sizes.get(k, len(v))] for k, v in split.items()}
     dir_name = name.replace("-", "_") + (f"_first{max_molecules}" if max_molecules else "")
     target = cache / dir_name
     if target.is_dir() and not (target / _RELEASE).exists():
