@@ -60,42 +60,31 @@ def test_gain_sign_for_a_max_metric(tmp_path):
     assert row["gain"][0] == pytest.approx(0.03)
 
 
+def _start_plain(store, run_id):
+    store.start_run(
+        run_id,
+        name=run_id,
+        workload="toy",
+        domain="d",
+        optimizer="sgd",
+        base_optimizer="sgd",
+        width=1,
+        seed=0,
+        rho=0,
+        preset="p",
+        config={},
+        n_params=1,
+        git_commit="",
+        hardware="",
+    )
+
+
 def test_failed_runs_are_left_out_and_reruns_update_the_row(tmp_path):
     store = Store(tmp_path / "r.sqlite")
-    store.start_run(
-        "x",
-        name="x",
-        workload="toy",
-        domain="d",
-        optimizer="sgd",
-        base_optimizer="sgd",
-        width=1,
-        seed=0,
-        rho=0,
-        preset="p",
-        config={},
-        n_params=1,
-        git_commit="",
-        hardware="",
-    )
+    _start_plain(store, "x")
     store.finish_run("x", "failed", error="boom")
     assert width_rows(store, "toy") == []
-    store.start_run(
-        "x",
-        name="x",
-        workload="toy",
-        domain="d",
-        optimizer="sgd",
-        base_optimizer="sgd",
-        width=1,
-        seed=0,
-        rho=0,
-        preset="p",
-        config={},
-        n_params=1,
-        git_commit="",
-        hardware="",
-    )
+    _start_plain(store, "x")
     assert store.get_run("x")["status"] == "running" and store.get_run("x")["error"] is None
     assert store.counts()["runs"] == 1
     with pytest.raises(ValueError):
