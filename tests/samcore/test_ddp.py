@@ -5,6 +5,7 @@ number of devices (the official code's per-device ascent does; ``local_ascent=Tr
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -47,10 +48,19 @@ def _worker(rank: int, world: int, init_file: str, out_file: str, local_ascent: 
 
 
 def _ddp_params(tmp_path, local_ascent):
+    """Parameters after 3 DDP SAM steps. A rendezvous or transport failure of the gloo
+    processes (seen rarely on a busy 2-core machine) is retried once with a fresh store and
+    reported as a warning; a wrong result is deterministic and fails both times."""
     out = str(tmp_path / f"params_{local_ascent}.pt")
-    init = str(tmp_path / f"init_{local_ascent}")
-    mp.spawn(_worker, args=(2, init, out, local_ascent), nprocs=2, join=True)
-    return torch.load(out)
+    for attempt in range(2):
+        init = str(tmp_path / f"init_{local_ascent}_{attempt}")
+        try:
+            mp.spawn(_worker, args=(2, init, out, local_ascent), nprocs=2, join=True)
+            return torch.load(out)
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
+            if attempt == 1:
+                raise
+            warnings.warn(f"DDP worker failed, retrying once: {exc}", stacklevel=2)
 
 
 def _single_process_params():
