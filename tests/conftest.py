@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _deterministic_threads():
+def _seed_torch():
     torch.manual_seed(0)
     yield
 
