@@ -16,7 +16,7 @@ from typing import Any
 
 from samcore.width import format_width
 
-__all__ = ["RunConfig", "OPTIMIZER_CHOICES", "PRECISIONS"]
+__all__ = ["RunConfig", "OPTIMIZER_CHOICES", "PRECISIONS", "workload_for_run"]
 
 OPTIMIZER_CHOICES = ("base", "sam", "both", "sgd", "adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -60,6 +60,16 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """The inverse of ``to_dict`` (a stored run's ``config["run"]``); unknown keys are an
+        error, so a config written by a newer version is not silently misread."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"run config has unknown keys {unknown}; expected {sorted(known)}")
+        return cls(**d)
+
     @property
     def run_id(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
@@ -70,3 +80,20 @@ class RunConfig:
         opt = f"sam{self.rho:g}" if self.optimizer == "sam" else self.optimizer
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return f"{self.workload}__{opt}__w{format_width(self.width)}__s{self.seed}__{stamp}"
+
+
+def workload_for_run(cfg: RunConfig) -> Any:
+    """The workload exactly as the run saw it, rebuilt from the stored config alone.
+
+    The preset gives the starting point and every stored field is applied as an override, so
+    the rebuilt config equals the stored one (checked: a mismatch means the code changed the
+    meaning of a field, and the run would not be reproduced)."""
+    from domains import create_workload  # here, so the store/tables side never imports torch
+
+    workload = create_workload(cfg.workload, cfg.preset, **cfg.workload_config)
+    rebuilt = json.loads(json.dumps(dataclasses.asdict(workload.config), default=str))
+    stored = json.loads(json.dumps(cfg.workload_config, default=str))
+    if rebuilt != stored:
+        diff = sorted(k for k in set(rebuilt) | set(stored) if rebuilt.get(k) != stored.get(k))
+        raise ValueError(f"{cfg.workload}: rebuilt config differs from the stored one in {diff}")
+    return workload

@@ -125,3 +125,29 @@ def test_checkpoint_flipped_byte_fails_checksum(tmp_path):
 
     with pytest.raises(CorruptCheckpoint):
         _read(path)
+
+
+def test_stored_config_alone_rebuilds_the_workload():
+    """RunConfig.from_dict + workload_for_run give back the identical run (same hash) and an
+    identical workload config, after a JSON round trip as in the store."""
+    import dataclasses
+    import json
+
+    from domains import create_workload
+    from runners.config import RunConfig, workload_for_run
+
+    w = create_workload("mnist-mlp", "quick", label_noise="0.2", lr_milestones="0.5,0.75")
+    cfg = RunConfig(
+        workload="mnist-mlp",
+        preset="quick",
+        width=4.0,
+        optimizer="sam",
+        base_optimizer="sgd",
+        rho=0.1,
+        workload_config=dataclasses.asdict(w.config),
+    )
+    back = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back.run_id == cfg.run_id
+    assert workload_for_run(back).config == w.config
+    with pytest.raises(ValueError, match="unknown keys"):
+        RunConfig.from_dict({**cfg.to_dict(), "sam_strat": 0.5})
