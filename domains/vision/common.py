@@ -161,8 +161,12 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> t
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 (B, H, W, C) -> float (B, C, H, W) in ((x/255 - mean) / std); on CUDA the result
-    keeps the NHWC strides, i.e. it is already channels_last."""
+    keeps the NHWC strides, i.e. it is already channels_last. On the CPU it is made contiguous
+    NCHW: oneDNN's conv backward with a channels_last input and NCHW weights corrupts the heap
+    on AVX2-only CPUs (torch 2.14.1; seen as a segfault or "double free" in ResNet-18)."""
     x = x.permute(0, 3, 1, 2).float().div_(255)
+    if x.device.type == "cpu":
+        x = x.contiguous()
     return x.sub_(mean[:, None, None]).div_(std[:, None, None])
 
 
