@@ -14,7 +14,7 @@ from typing import Any
 
 from results.store import Store
 
-__all__ = ["width_rows", "workload_table", "all_tables"]
+__all__ = ["width_rows", "workload_table", "all_tables", "is_late_phase"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -25,7 +25,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def width_rows(store: Store, workload: str) -> list[dict[str, Any]]:
     """One dict per width: params, base and SAM test metric, chosen rho, gain, seeds."""
-    runs = store.runs(workload=workload, status="done")
+    # late-phase SAM runs (SAM for part of training) are compared in results/late_phase.py
+    runs = [r for r in store.runs(workload=workload, status="done") if not is_late_phase(r)]
     by_width: dict[float, list[dict]] = defaultdict(list)
     for r in runs:
         by_width[r["width"]].append(r)
