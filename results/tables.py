@@ -23,6 +23,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def is_late_phase(run: dict[str, Any]) -> bool:
+    """A SAM run that used the ascent for only part of training (``sam_start``/``sam_end``)."""
+    cfg = (run.get("config") or {}).get("run", {})
+    return (cfg.get("sam_start", 0.0), cfg.get("sam_end", 1.0)) != (0.0, 1.0)
+
+
 def width_rows(store: Store, workload: str) -> list[dict[str, Any]]:
     """One dict per width: params, base and SAM test metric, chosen rho, gain, seeds."""
     # late-phase SAM runs (SAM for part of training) are compared in results/late_phase.py
