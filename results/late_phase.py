@@ -87,9 +87,10 @@ def late_phase_rows(store: Store, workload: str) -> list[dict[str, Any]]:
         b = next((x for x in rows if x["width"] == r["width"] and x["schedule"] == "base"), None)
         full = by_key.get((r["width"], r["rho"], "SAM [0, 1)"))
         gain = full["test"][0] - b["test"][0] if (b and full) else math.nan
-        r["gain_recovered"] = (
-            (r["test"][0] - b["test"][0]) / gain if b and gain and r["schedule"] != "base" else None
-        )
+        sign = 1.0 if r["mode"] == "max" else -1.0
+        useful = b is not None and r["schedule"] != "base" and sign * gain > 0
+        # undefined where full SAM did not beat the base optimizer (no gain to recover)
+        r["gain_recovered"] = (r["test"][0] - b["test"][0]) / gain if useful else None
     rows.sort(key=lambda r: (r["width"], r["schedule"] != "base", r["rho"], r["start"]))
     return rows
 

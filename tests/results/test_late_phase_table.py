@@ -38,7 +38,9 @@ def _add(store, rid, optimizer, seed, test, passes, start=0.0):
 
 class _MeasuredStore(Store):
     def measures(self, run_id, name):
-        return [{"value": {"late": 5.0, "sam": 4.0}.get(run_id, 9.0)}] if name == "lambda_max" else []
+        return (
+            [{"value": {"late": 5.0, "sam": 4.0}.get(run_id, 9.0)}] if name == "lambda_max" else []
+        )
 
 
 @pytest.mark.parametrize("cls", [Store, _MeasuredStore])
@@ -65,3 +67,12 @@ def test_late_phase_rows(tmp_path, cls):
 def test_cli_without_store_exits_2(tmp_path, capsys):
     assert main(["--results", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_share_is_undefined_when_sam_did_not_help(tmp_path):
+    with Store(tmp_path / "runs.sqlite") as store:
+        _add(store, "b0", "sgd", 0, 97.4, 100)
+        _add(store, "sam", "sam", 0, 97.3, 200)
+        _add(store, "late", "sam", 0, 97.5, 112, start=0.875)
+        rows = late_phase_rows(store, "mnist-mlp")
+    assert [r["gain_recovered"] for r in rows] == [None, None, None]
