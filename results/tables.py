@@ -14,7 +14,7 @@ from typing import Any
 
 from results.store import Store
 
-__all__ = ["width_rows", "workload_table", "all_tables"]
+__all__ = ["width_rows", "workload_table", "all_tables", "is_late_phase"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -23,9 +23,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def is_late_phase(run: dict[str, Any]) -> bool:
+    """A SAM run that used the ascent for only part of training (``sam_start``/``sam_end``)."""
+    cfg = (run.get("config") or {}).get("run", {})
+    return (cfg.get("sam_start", 0.0), cfg.get("sam_end", 1.0)) != (0.0, 1.0)
+
+
 def width_rows(store: Store, workload: str) -> list[dict[str, Any]]:
     """One dict per width: params, base and SAM test metric, chosen rho, gain, seeds."""
-    runs = store.runs(workload=workload, status="done")
+    # late-phase SAM runs (SAM for part of training) are compared in results/late_phase.py
+    runs = [r for r in store.runs(workload=workload, status="done") if not is_late_phase(r)]
     by_width: dict[float, list[dict]] = defaultdict(list)
     for r in runs:
         by_width[r["width"]].append(r)

@@ -20,6 +20,8 @@ __all__ = ["RunConfig", "OPTIMIZER_CHOICES", "PRECISIONS", "workload_for_run"]
 
 OPTIMIZER_CHOICES = ("base", "sam", "both", "sgd", "adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Fields added after runs were stored, left out of the hash at their defaults (ids unchanged).
+_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"sam_start": 0.0, "sam_end": 1.0}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class RunConfig:
     """gradient accumulation chunk (0 = whole batch at once)"""
     precision: str = "fp32"
     """fp32 | bf16 (autocast) | fp16 (autocast + GradScaler; inf/nan steps are skipped)"""
+    sam_start: float = 0.0
+    """SAM runs: fraction of the total steps from which the ascent is used (late-phase SAM)"""
+    sam_end: float = 1.0
+    """SAM runs: fraction of the total steps after which plain base steps are taken again"""
     workload_config: dict[str, Any] = field(default_factory=dict)
     """the workload's fully resolved config"""
 
@@ -56,6 +62,13 @@ class RunConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.optimizer != "sam" and (self.rho or self.adaptive or self.m_sharpness):
             raise ValueError("rho, adaptive and m_sharpness apply to SAM runs only")
+        if (self.sam_start, self.sam_end) != (0.0, 1.0):
+            if self.optimizer != "sam":
+                raise ValueError("sam_start and sam_end apply to SAM runs only")
+            if not 0.0 <= self.sam_start < self.sam_end <= 1.0:
+                raise ValueError(
+                    f"need 0 <= sam_start < sam_end <= 1, got {self.sam_start}, {self.sam_end}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,12 +85,22 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        d = self.to_dict()
+        for name, default in _HASH_OMITTED_AT_DEFAULT.items():
+            if d[name] == default:  # fields added later: runs stored before them keep their ids
+                del d[name]
+        blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def sam_active(self, step: int, total_steps: int) -> bool:
+        """Whether step ``step`` (0-based) of ``total_steps`` takes SAM's ascent."""
+        return self.sam_start * total_steps <= step < self.sam_end * total_steps
 
     def run_name(self) -> str:
         """``{workload}__{optimizer}__w{width}__s{seed}__{timestamp}`` (CleanRL's run_name)."""
         opt = f"sam{self.rho:g}" if self.optimizer == "sam" else self.optimizer
+        if (self.sam_start, self.sam_end) != (0.0, 1.0):
+            opt += f"[{self.sam_start:g}-{self.sam_end:g}]"
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return f"{self.workload}__{opt}__w{format_width(self.width)}__s{self.seed}__{stamp}"
 

@@ -4,6 +4,7 @@
     python runners/run.py --domain graph --width 4x
     python runners/run.py --list [--format json]
     python runners/run.py --workload synthetic-regression --preset smoke --num_epochs=3
+    python runners/run.py --workload mnist-mlp --optimizer sam --sam-start 0,0.5,0.875
 
 Workload config fields are overridden with ``--key=value`` (checked against the workload's
 config dataclass; ``--list-config`` shows them). Every run is stored in
@@ -80,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         choices=PRECISIONS,
         help="fp32 (default), bf16 autocast, or fp16 autocast with a GradScaler",
+    )
+    p.add_argument(
+        "--sam-start",
+        default="0",
+        help="late-phase SAM: fraction of training from which SAM ascends, or a comma list "
+        "(one SAM run per value), e.g. 0,0.5,0.875 (default 0: SAM throughout)",
+    )
+    p.add_argument(
+        "--sam-end", type=float, default=1.0, help="fraction after which SAM stops (default 1)"
     )
     p.add_argument("--seeds", default="0", help="comma list, e.g. 0,1,2 (default 0)")
     p.add_argument(
@@ -226,6 +236,18 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
     if args.m_sharpness < 0 or args.micro_batch_size < 0:
         raise UsageError("--m-sharpness and --micro-batch-size must be >= 0")
     seeds = _parse_seeds(args.seeds)
+    sam_starts = _parse_floats(args.sam_start, "--sam-start")
+    if any(not (0 <= s < args.sam_end <= 1) for s in sam_starts):
+        raise UsageError(
+            f"need 0 <= --sam-start < --sam-end <= 1, got --sam-start {args.sam_start} "
+            f"--sam-end {args.sam_end:g}"
+        )
+    late_phase = sam_starts != [0.0] or args.sam_end != 1.0
+    if late_phase and (args.optimizer not in ("sam", "both") or workload.owns_loop):
+        raise UsageError(
+            "--sam-start/--sam-end need SAM runs (--optimizer sam or both) of a workload "
+            "trained by the runner's loop"
+        )
     if c.optimizer not in BASE_OPTIMIZERS:
         raise UsageError(
             f"workload base optimizer {c.optimizer!r} is not one of {sorted(BASE_OPTIMIZERS)}"
@@ -237,7 +259,9 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
     plan = []
     for w in widths:
         for opt in opts:
-            for rho in rhos if opt == "sam" else [0.0]:
+            for rho, start in (
+                [(r, st) for r in rhos for st in sam_starts] if opt == "sam" else [(0.0, 0.0)]
+            ):
                 for seed in seeds:
                     plan.append(
                         RunConfig(
@@ -252,6 +276,8 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
                             m_sharpness=args.m_sharpness if opt == "sam" else 0,
                             micro_batch_size=args.micro_batch_size,
                             precision=args.precision,
+                            sam_start=start,
+                            sam_end=args.sam_end if opt == "sam" else 1.0,
                             workload_config=wl_config,
                         )
                     )
@@ -310,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         out = train_run(workload, cfg, store, ex)
         s = out.summary
         opt = f"sam rho={cfg.rho:g}" if cfg.optimizer == "sam" else cfg.optimizer
+        if (cfg.sam_start, cfg.sam_end) != (0.0, 1.0):
+            opt += f" from {cfg.sam_start:g} to {cfg.sam_end:g}"
         val, test = s.get(f"best/val_{target.name}"), s.get(f"best/test_{target.name}")
         metrics = (
             (

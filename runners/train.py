@@ -227,6 +227,8 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
             gen = make_generator(cfg.seed, f"data-order/{epoch}")
             for batch in workload.train_batches(epoch, gen):
                 measure = n_steps == steps_per_epoch - 1
+                # late-phase SAM: the ascent only inside [sam_start, sam_end) of training
+                ascent = cfg.optimizer == "sam" and cfg.sam_active(state["step"], total_steps)
                 res = train_step(
                     model,
                     optimizer,
@@ -238,6 +240,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                     m_sharpness=cfg.m_sharpness or None,
                     measure_perturbation=measure,
                     split=getattr(workload, "split_batch", None),
+                    ascent=ascent,
                 )
                 scheduler.step()
                 loss = res.loss.detach().to(device)
@@ -254,7 +257,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                 state["step"] += 1
                 n_steps += 1
                 state["examples"] += c.batch_size
-                state["passes"] += 2 if cfg.optimizer == "sam" else 1
+                state["passes"] += 2 if ascent else 1
             state["epoch"] = epoch + 1
             state["wall_time_s"] += time.perf_counter() - t0
             bad = first_bad_step.item()

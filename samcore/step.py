@@ -130,6 +130,7 @@ def train_step(
     local_ascent: bool = False,
     measure_perturbation: bool = False,
     split: Callable[[Any, int], list[tuple[Any, float]]] | None = None,
+    ascent: bool = True,
 ) -> StepResult:
     """One base or SAM step on ``batch``. ``loss_fn(model, batch) -> (mean loss, metrics)``.
 
@@ -141,6 +142,8 @@ def train_step(
     split: ``split(batch, size) -> [(chunk, weight)]`` with weights summing to 1 such that
         sum_k weight_k * loss(chunk_k) = loss(batch); ``split_batch`` (dim 0 of tensors,
         weights = chunk fractions) by default, a workload's own for other batch types.
+    ascent: False makes a SAM optimizer take its base optimizer's plain step (one pass), the
+        same optimizer state carried on (late-phase SAM switches this per step).
     """
     split = split or split_batch
     device_type = next(model.parameters()).device.type
@@ -153,7 +156,8 @@ def train_step(
     chunks = split(batch, micro_batch_size) if micro_batch_size else [(batch, 1.0)]
     if len(chunks) == 1:
         chunks = [(batch, 1.0)]  # the batch fits in one chunk: no copy
-    is_sam = isinstance(optimizer, SAM)
+    is_sam = isinstance(optimizer, SAM) and ascent
+    stepper = optimizer.base_optimizer if isinstance(optimizer, SAM) and not ascent else optimizer
 
     optimizer.zero_grad()
     m_chunks = split(batch, m_sharpness) if is_sam and m_sharpness else []
@@ -166,11 +170,13 @@ def train_step(
         model, loss_fn, chunks, scaler, autocast, sync_last=not (is_sam and local_ascent)
     )
     if not is_sam:
+        if stepper is not optimizer:
+            optimizer._opt_called = True  # LR schedulers watch the SAM object's step
         if scaler is None:
-            optimizer.step()
+            stepper.step()
             return StepResult(loss, metrics)
         scale_before = scaler.get_scale()
-        scaler.step(optimizer)
+        scaler.step(stepper)
         scaler.update()
         return StepResult(loss, metrics, skipped=scaler.get_scale() < scale_before)
 

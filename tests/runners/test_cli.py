@@ -59,7 +59,7 @@ def test_end_to_end_smoke_then_skip(tmp_path):
 def test_list_json_has_widths_and_parameter_counts(tmp_path):
     res = run_cli(["--list", "--format", "json", "--domain", "synthetic"], tmp_path)
     assert res.returncode == 0, res.stderr
-    rows = json.loads(res.stdout)
+    rows = [r for r in json.loads(res.stdout) if r["workload"] == "synthetic-regression"]
     assert rows[0] == {
         "domain": "synthetic",
         "workload": "synthetic-regression",
