@@ -29,6 +29,7 @@ from torch import nn
 __all__ = [
     "LossFn",
     "trainable_params",
+    "num_examples",
     "batch_weights",
     "eval_mode",
     "weighted_loss",
@@ -47,16 +48,16 @@ def trainable_params(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _num_examples(batch: Any) -> int:
+def num_examples(batch: Any) -> int:
     """Examples in a batch: a PyG batch's graphs, else the leading dimension of its first tensor."""
     if hasattr(batch, "num_graphs"):
         return int(batch.num_graphs)
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0])
     if isinstance(batch, dict) and batch:
-        return _num_examples(next(iter(batch.values())))
+        return num_examples(next(iter(batch.values())))
     if isinstance(batch, (list, tuple)) and batch:
-        return _num_examples(batch[0])
+        return num_examples(batch[0])
     raise TypeError(f"cannot count the examples in a batch of type {type(batch).__name__}")
 
 
@@ -64,7 +65,7 @@ def batch_weights(batches: Sequence[Any]) -> list[float]:
     """Each batch's share of the examples: the weights of the example-mean loss."""
     if not batches:
         raise ValueError("need at least one batch")
-    sizes = [_num_examples(b) for b in batches]
+    sizes = [num_examples(b) for b in batches]
     total = sum(sizes)
     return [n / total for n in sizes]
 
@@ -220,8 +221,9 @@ def hessian_trace(
     """Hutchinson's estimate of tr(H): the mean of v^T H v over Rademacher probes v.
 
     Unbiased; its variance per probe is 2 * sum_{i != j} H_ij^2 (exact for a diagonal H)."""
-    return hessian_moments(model, loss_fn, batches, (1,), n_samples, generator)[1] * (
-        _param_like(model)[0]
+    return (
+        hessian_moments(model, loss_fn, batches, (1,), n_samples, generator)[1]
+        * (_param_like(model)[0])
     )
 
 

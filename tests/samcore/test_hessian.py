@@ -165,6 +165,4 @@ def test_frozen_parameters_are_left_out():
     model, loss_fn, batches, H = mlp_problem()
     model[0].weight.requires_grad_(False)  # the first 12 entries of the flat vector
     v = torch.randn(len(H) - 12, dtype=torch.float64)
-    torch.testing.assert_close(
-        hessian_vector_product(model, loss_fn, batches, v), H[12:, 12:] @ v
-    )
+    torch.testing.assert_close(hessian_vector_product(model, loss_fn, batches, v), H[12:, 12:] @ v)
