@@ -148,6 +148,10 @@ def _curves(runs: list[dict[str, Any]], name: str) -> dict[str, tuple[list[float
     return {label: (sorted(ws), [_mean(ws[w]) for w in sorted(ws)]) for label, ws in acc.items()}
 
 
+def _base_first(item: tuple[str, Any]) -> tuple[bool, str]:
+    return item[0].startswith("sam"), item[0]
+
+
 def sharpness_figures(store: Store, out_dir: str | Path) -> list[Path]:
     """Per workload: lambda_max vs width (base vs SAM, log x) and the Hessian moments
     tr(H^k)/n vs width (one panel per k, log-log). Returns the files written."""
@@ -159,9 +163,9 @@ def sharpness_figures(store: Store, out_dir: str | Path) -> list[Path]:
     for workload, runs in sorted(_runs_with_measures(store).items()):
         curves = _curves(runs, "lambda_max")
         if curves:
-            fig = Figure(figsize=(5, 3.5))
+            fig = Figure(figsize=(5, 3.5), layout="constrained")
             ax = fig.add_subplot()
-            for label, (ws, ys) in sorted(curves.items()):
+            for label, (ws, ys) in sorted(curves.items(), key=_base_first):
                 ax.plot(ws, ys, "o-", label=label)
             ax.set_xscale("log")
             ax.set_xlabel("width multiplier")
@@ -172,17 +176,17 @@ def sharpness_figures(store: Store, out_dir: str | Path) -> list[Path]:
         moments = [(m, _curves(runs, m)) for m in MOMENTS]
         moments = [(m, c) for m, c in moments if c]
         if moments:
-            fig = Figure(figsize=(3.2 * len(moments), 3.2))
+            fig = Figure(figsize=(3.2 * len(moments), 3.4), layout="constrained")
             for i, (name, curves) in enumerate(moments, 1):
                 ax = fig.add_subplot(1, len(moments), i)
-                for label, (ws, ys) in sorted(curves.items()):
+                for label, (ws, ys) in sorted(curves.items(), key=_base_first):
                     ax.plot(ws, ys, "o-", label=label)
                 ax.set_xscale("log")
                 ax.set_yscale(
                     "symlog" if any(y <= 0 for _, ys in curves.values() for y in ys) else "log"
                 )
                 ax.set_xlabel("width multiplier")
-                ax.set_title(f"tr(H^{name[-1]})/n")
+                ax.set_title(rf"tr$(H^{name[-1]})/n$")
             ax.legend(fontsize=8)
             fig.suptitle(f"{workload}: Hessian moments at the end of training")
             written.append(_save(fig, out / f"hessian_moments_vs_width_{workload}.png"))
