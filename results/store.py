@@ -6,6 +6,8 @@ Tables:
            git_commit, hardware, started_at, ended_at, wall_time_s, last_step, error, summary (JSON)
   metrics  long format (run_id, step, epoch, key, value); (run_id, step, key) is unique, so a
            resumed run rewrites rather than duplicates the rows after its checkpoint.
+  measures one value per (run_id, name) measured after training (lambda_max, sharpness, ...),
+           with its settings as details (JSON); measuring again replaces the row.
 Imports neither torch nor domains: tables and figures are built from this file alone.
 """
 
@@ -53,6 +55,14 @@ CREATE TABLE IF NOT EXISTS metrics (
     key TEXT NOT NULL,
     value REAL,
     PRIMARY KEY (run_id, step, key)
+);
+CREATE TABLE IF NOT EXISTS measures (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    value REAL,
+    details TEXT,
+    measured_at TEXT,
+    PRIMARY KEY (run_id, name)
 );
 CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, status);
 """
@@ -213,6 +223,26 @@ class Store:
             sql, params = sql + " AND key = ?", params + [key]
         return [dict(r) for r in self._db.execute(sql + " ORDER BY step, key", params)]
 
+    # ------------------------------------------------------------------ measures
+    def log_measure(
+        self, run_id: str, name: str, value: float, details: Mapping[str, Any] | None = None
+    ) -> None:
+        """Store (or replace) one post-training measure of a run."""
+        self._write(
+            """INSERT OR REPLACE INTO measures (run_id, name, value, details, measured_at)
+               VALUES (?, ?, ?, ?, ?)""",
+            (run_id, name, float(value), json.dumps(details or {}, sort_keys=True), _now()),
+        )
+
+    def measures(self, run_id: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM measures WHERE 1=1", []
+        if run_id is not None:
+            sql, params = sql + " AND run_id = ?", params + [run_id]
+        if name is not None:
+            sql, params = sql + " AND name = ?", params + [name]
+        rows = self._db.execute(sql + " ORDER BY run_id, name", params)
+        return [_decode(r) for r in rows]
+
     def counts(self) -> dict[str, int]:
         """Row counts, for tests and sanity checks."""
         return {
@@ -223,7 +253,7 @@ class Store:
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
     out = dict(row)
-    for k in ("config", "summary"):
+    for k in ("config", "summary", "details"):
         if out.get(k):
             out[k] = json.loads(out[k])
     return out

@@ -38,6 +38,7 @@ from domains import (
 from results.store import Store, StoreError
 from results.tables import workload_table
 from runners.config import OPTIMIZER_CHOICES, PRECISIONS, RunConfig
+from runners.sharpness import MeasureError, MeasureSettings, measure_run
 from runners.train import Execution, train_run
 from samcore import BASE_OPTIMIZERS, WidthError, count_params, format_width, parse_widths
 
@@ -113,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-config", action="store_true", help="print the resolved workload config")
     p.add_argument(
         "--format", default="text", choices=("text", "json"), help="--list output format"
+    )
+    p.add_argument(
+        "--measure-sharpness",
+        action="store_true",
+        help="after each run, store its default sharpness measures (runners/sharpness.py)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per evaluation")
@@ -303,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(dataclasses.asdict(workload.config), indent=2))
             return 0
         plan = _plan(workload, args, preset)
+        if args.measure_sharpness and workload.owns_loop:
+            raise UsageError(f"--measure-sharpness: {workload.name} has no loss to measure (SB3)")
         _check_device(args.device)
         results_dir = Path(args.results)
         store = Store(results_dir / "runs.sqlite")
@@ -355,6 +363,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{'  ' + out.message if out.message else ''}"
         )
         failures += out.status == "failed"
+        if args.measure_sharpness and out.status in ("done", "skipped"):
+            try:
+                values = measure_run(
+                    store,
+                    results_dir,
+                    out.run_id,
+                    MeasureSettings(),
+                    args.device,
+                    workload=workload,
+                )
+                print("  sharpness: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+            except MeasureError as exc:
+                print(f"  sharpness not measured: {exc}", file=sys.stderr)
     print()
     print(workload_table(store, workload.name))
     store.close()
