@@ -1,46 +1,144 @@
-"""Print (and write) the per-workload tables regenerated from the store alone.
+"""Regenerate the report from the results store alone: tables, figures, optional TensorBoard.
 
-python runners/report.py [--results results] [--workload NAME]
+python runners/report.py [--results DIR] [--workload W] [--sections tables,figures] [--tensorboard]
+
+The report is the list of sections below, run in order; each reads the store and writes
+under ``<results>/`` (atomically), and returns the text printed here.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from results.figures import write_figures
+from results.io import atomic_write
+from results.late_phase import late_phase_table
+from results.sharpness_report import sharpness_figures, sharpness_tables
 from results.store import Store, StoreError
-from results.tables import all_tables, workload_table
+from results.tables import is_late_phase, write_tables
+
+Section = Callable[[Store, Path, str | None], str]
+"""(store, results folder, workload or None for all) -> text for the terminal"""
+
+
+def write_sharpness(store: Store, results_dir: Path, workload: str | None = None) -> str:
+    """results/sharpness_report.py over the stored measures (all workloads: Kendall's tau is
+    taken across them); nothing is written when no run has been measured."""
+    if not store.measures():
+        return "(no sharpness measures stored; runners/sharpness.py measures runs)\n"
+    text = sharpness_tables(store)
+    atomic_write(results_dir / "tables" / "sharpness.md", text)
+    written = sharpness_figures(store, results_dir / "figures")
+    return text + "".join(f"wrote {p}\n" for p in written)
+
+
+def write_late_phase(store: Store, results_dir: Path, workload: str | None = None) -> str:
+    """results/late_phase.py for every workload with late-phase SAM runs."""
+    names = sorted({r["workload"] for r in store.runs(workload=workload) if is_late_phase(r)})
+    if not names:
+        return "(no late-phase SAM runs stored; run.py --sam-start makes them)\n"
+    texts = [late_phase_table(store, name) for name in names]
+    for name, text in zip(names, texts, strict=True):
+        atomic_write(results_dir / "tables" / f"late_phase_{name}.md", text)
+    return "\n".join(texts)
+
+
+def write_tensorboard(store: Store, results_dir: Path, workload: str | None = None) -> str:
+    """One TensorBoard run per stored run, ``<results>/tensorboard/<run name>/``, rebuilt from
+    its metric rows (every key a scalar against the optimizer step) and its config as text."""
+    from torch.utils.tensorboard import SummaryWriter  # torch only here, and only on request
+
+    root = results_dir / "tensorboard"
+    runs = store.runs(workload=workload)
+    for run in runs:
+        folder = root / run["name"].replace("/", "_")
+        shutil.rmtree(folder, ignore_errors=True)  # regenerated whole: no duplicated points
+        with SummaryWriter(log_dir=str(folder)) as writer:
+            for m in store.metrics(run["id"]):
+                value = math.nan if m["value"] is None else m["value"]  # SQLite keeps NaN as NULL
+                writer.add_scalar(m["key"], value, m["step"])
+            writer.add_text("config", _code_block(run["config"]), 0)
+            writer.add_text("summary", _code_block(run.get("summary") or {}), 0)
+            writer.add_text("status", f"{run['status']} {run.get('error') or ''}".strip(), 0)
+    return (
+        f"wrote TensorBoard logs of {len(runs)} runs under {root} (tensorboard --logdir {root})\n"
+    )
+
+
+def _code_block(obj: object) -> str:
+    # TensorBoard renders text as Markdown: indent four spaces for a code block
+    return "\n".join(
+        "    " + line for line in json.dumps(obj, indent=2, sort_keys=True).splitlines()
+    )
+
+
+# The report, in order. Another section is one line here: name -> function(store, dir, workload).
+SECTIONS: dict[str, Section] = {
+    "tables": write_tables,  # results/tables.py: per workload, summary, ablations
+    "figures": write_figures,  # results/figures.py: Fig. 1 layout, training curves, rho vs width
+    "sharpness": write_sharpness,  # results/sharpness_report.py: measures vs width, Kendall tau
+    "late_phase": write_late_phase,  # results/late_phase.py: SAM switched on late
+    # theory figures come from their own runs: python runners/theory.py (results/theory_figures.py)
+}
+OPTIONAL_SECTIONS: dict[str, Section] = {"tensorboard": write_tensorboard}
+
+
+def _fail(message: str) -> int:
+    print(f"report.py: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="report.py", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--workload", default=None, help="only this workload")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files per run under <results>/tensorboard/",
+    )
     args = p.parse_args(argv)
-    db = Path(args.results) / "runs.sqlite"
+    results_dir = Path(args.results)
+    db = results_dir / "runs.sqlite"
+    names = [s for s in args.sections.split(",") if s]
+    unknown = [s for s in names if s not in SECTIONS]
+    if unknown:
+        return _fail(f"unknown section(s) {unknown}; expected a subset of {list(SECTIONS)}")
     if not db.exists():
-        print(
-            f"report.py: error: no results store at {db}; run runners/run.py first", file=sys.stderr
-        )
-        return 2
+        return _fail(f"no results store at {db}; run runners/run.py or runners/sweep.py first")
     try:
         store = Store(db)
     except StoreError as exc:
-        print(f"report.py: error: {exc}", file=sys.stderr)
-        return 2
-    text = workload_table(store, args.workload) if args.workload else all_tables(store)
+        return _fail(str(exc))
+    if args.workload is not None and not store.runs(workload=args.workload):
+        stored = sorted({r["workload"] for r in store.runs()})
+        store.close()
+        return _fail(f"no runs of workload {args.workload!r} in {db}; stored: {stored}")
+    sections = {n: SECTIONS[n] for n in names}
+    if args.tensorboard:
+        sections.update(OPTIONAL_SECTIONS)
+    rc = 0
+    for name, section in sections.items():
+        try:
+            text = section(store, results_dir, args.workload)
+        except OSError as exc:  # disk full, permissions: what was written before stays whole
+            print(f"report.py: error: {name} not written: {exc}", file=sys.stderr)
+            rc = 1
+            continue
+        print(f"## {name}\n\n{text}")
     store.close()
-    print(text)
-    out = Path(args.results) / "tables"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "summary.md.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / ("summary.md" if not args.workload else f"{args.workload}.md"))
-    except OSError as exc:
-        print(f"report.py: warning: tables not written to {out}: {exc}", file=sys.stderr)
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import multiprocessing as mp
 
 import pytest
 
+from results.analysis import experiments
 from results.store import Store
-from results.tables import width_rows, workload_table
+from results.tables import workload_table
 
 
 def _add(store, run_id, *, optimizer, width, seed, rho, val, test, mode="min"):
@@ -43,11 +44,11 @@ def test_rho_is_chosen_on_validation_not_test(tmp_path):
             store, f"a{s}", optimizer="sam", width=1, seed=s, rho=0.1, val=1.00, test=1.05 + s / 100
         )
         _add(store, f"c{s}", optimizer="sam", width=1, seed=s, rho=0.5, val=1.20, test=0.90)
-    (row,) = width_rows(store, "toy")
-    assert row["rho"] == 0.1
-    assert row["gain"][0] == pytest.approx(0.05)  # base - SAM for a min metric, paired by seed
-    assert row["gain"][1] == pytest.approx(0.0, abs=1e-12)
-    assert row["base"][0] == pytest.approx(1.105) and row["seeds"] == 2
+    ((row,),) = [e.rows for e in experiments(store, "toy")]
+    assert row.rho == 0.1
+    assert row.gain[0] == pytest.approx(0.05)  # base - SAM for a min metric, paired by seed
+    assert row.gain[1] == pytest.approx(0.0, abs=1e-12)
+    assert row.base[0] == pytest.approx(1.105) and row.seeds == 2
     table = workload_table(store, "toy")
     assert "| 1x | 100 |" in table and "| 0.1 |" in table
 
@@ -56,8 +57,8 @@ def test_gain_sign_for_a_max_metric(tmp_path):
     store = Store(tmp_path / "r.sqlite")
     _add(store, "b", optimizer="sgd", width=2, seed=0, rho=0, val=0.8, test=0.80, mode="max")
     _add(store, "s", optimizer="sam", width=2, seed=0, rho=0.05, val=0.9, test=0.83, mode="max")
-    (row,) = width_rows(store, "toy")
-    assert row["gain"][0] == pytest.approx(0.03)
+    ((row,),) = [e.rows for e in experiments(store, "toy")]
+    assert row.gain[0] == pytest.approx(0.03)
 
 
 def _start_plain(store, run_id):
@@ -83,7 +84,7 @@ def test_failed_runs_are_left_out_and_reruns_update_the_row(tmp_path):
     store = Store(tmp_path / "r.sqlite")
     _start_plain(store, "x")
     store.finish_run("x", "failed", error="boom")
-    assert width_rows(store, "toy") == []
+    assert experiments(store, "toy") == []
     _start_plain(store, "x")
     assert store.get_run("x")["status"] == "running" and store.get_run("x")["error"] is None
     assert store.counts()["runs"] == 1
