@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CorruptCheckpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "remove_checkpoint", "CorruptCheckpoint"]
 
 _MAGIC = b"SAMCKPT1"
 
@@ -41,27 +42,48 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, run_id: str | None = None) -> dict[str, Any]:
     raw = path.read_bytes()
     header, _, data = raw.partition(b"\n")
     parts = header.split(b" ")
     if len(parts) != 2 or parts[0] != _MAGIC:
-        raise CorruptCheckpoint(f"{path} is not a checkpoint of this suite")
+        raise CorruptCheckpoint(f"{path} is not a checkpoint of this suite (bad header)")
     if hashlib.sha256(data).hexdigest().encode() != parts[1]:
         raise CorruptCheckpoint(f"{path} fails its checksum (truncated or modified)")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict):
+        raise CorruptCheckpoint(f"{path} holds a {type(payload).__name__}, not a checkpoint dict")
+    # A file under this run's name that belongs to another run (copied, or an id collision)
+    # would resume the wrong experiment: as bad as a corrupt one.
+    if run_id is not None and payload.get("run_id") != run_id:
+        raise CorruptCheckpoint(
+            f"{path} belongs to run {payload.get('run_id')!r}, not to run {run_id!r}"
+        )
+    return payload
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """The newest good checkpoint (latest, else ``.prev``), and warnings about bad ones."""
+def load_checkpoint(
+    path: str | Path, run_id: str | None = None
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The newest good checkpoint (latest, else ``.prev``), and one warning per bad one.
+
+    With ``run_id``, a checkpoint of another run counts as bad. A leftover ``.tmp`` (a write
+    killed before its rename) is never read."""
     path = Path(path)
     warnings: list[str] = []
     for candidate in (path, path.with_name(path.name + ".prev")):
         if not candidate.exists():
             continue
         try:
-            return _read(candidate), warnings
-        except (CorruptCheckpoint, OSError, RuntimeError, EOFError) as exc:
+            return _read(candidate, run_id), warnings
+        except (
+            CorruptCheckpoint,
+            OSError,
+            RuntimeError,
+            EOFError,
+            ValueError,
+            pickle.UnpicklingError,
+        ) as exc:
             warnings.append(f"ignoring checkpoint {candidate}: {exc}")
     return None, warnings
 

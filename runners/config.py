@@ -56,8 +56,8 @@ class RunConfig:
     """the workload's fully resolved config"""
 
     def __post_init__(self) -> None:
-        if self.rho < 0 or self.rho != self.rho:
-            raise ValueError(f"rho must be >= 0, got {self.rho}")
+        if not 0 <= self.rho < float("inf"):  # also refuses nan
+            raise ValueError(f"rho must be a finite number >= 0, got {self.rho}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.optimizer != "sam" and (self.rho or self.adaptive or self.m_sharpness):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -176,6 +177,20 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
 
 
+def _check_results_dir(results_dir: Path) -> None:
+    """Refuse a results folder that cannot hold the store, without creating anything."""
+    db = results_dir / "runs.sqlite"
+    if db.exists() and not db.is_file():
+        raise UsageError(f"--results {results_dir}: {db} exists and is not a file")
+    existing = results_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the first ancestor that exists is where mkdir starts
+    if not existing.is_dir():
+        raise UsageError(f"--results {results_dir}: {existing} is a file, expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        raise UsageError(f"--results {results_dir}: {existing} is not writable")
+
+
 def _select_workloads(args: argparse.Namespace) -> list[str]:
     if args.domain is not None and args.domain not in domain_names():
         raise UsageError(
@@ -313,9 +328,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--measure-sharpness: {workload.name} has no loss to measure (SB3)")
         _check_device(args.device)
         results_dir = Path(args.results)
-        store = Store(results_dir / "runs.sqlite")
+        _check_results_dir(results_dir)  # before loading data, which can take minutes
         data_root = resolve_data_root(args.data_root)
         workload.setup_data(data_root, torch.device(args.device))
+        store = Store(results_dir / "runs.sqlite")  # only now: bad data creates no store
     except (
         UsageError,
         ConfigError,

@@ -11,6 +11,7 @@ import math
 import platform
 import random
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,8 +138,10 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     """Train one run (or skip it if done, or resume it from its checkpoint) and store it."""
     run_id = cfg.run_id
     row = store.get_run(run_id)
-    if row is not None and row["status"] == "done":
-        return RunOutcome(run_id, "skipped", row["summary"] or {}, "already done")
+    # done and diverged are results; a rerun would repeat the same experiment (failed runs and
+    # killed ones, still 'running', are run again).
+    if row is not None and row["status"] in ("done", "diverged"):
+        return RunOutcome(run_id, "skipped", row["summary"] or {}, f"already {row['status']}")
 
     if workload.owns_loop:
         return _train_owned_loop(workload, cfg, store, ex)
@@ -183,9 +186,10 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     ckpt = checkpoint_path(ex.results_dir, run_id)
     notes: list[str] = []
     if row is not None:  # a run that was killed or failed: resume from its checkpoint
-        payload, warnings = load_checkpoint(ckpt)
-        notes += warnings
-        if payload is not None and payload.get("run_id") == run_id:
+        payload, warnings = load_checkpoint(ckpt, run_id)
+        for warning in warnings:  # corrupt files are said on stderr, never loaded
+            tqdm.write(f"warning: {warning}", file=sys.stderr)
+        if payload is not None:
             model.load_state_dict(payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
@@ -196,7 +200,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
             notes.append(f"resumed from epoch {state['epoch']} (step {state['step']})")
         else:
             notes.append("no usable checkpoint; starting from scratch")
-        store.delete_metrics_after(run_id, state["step"] if payload else -1)
+        store.delete_metrics_after(run_id, state["step"] if payload is not None else -1)
 
     full_config = _record_start(store, workload, cfg, ex, n_params)
     label = (

@@ -56,8 +56,13 @@ def parse_widths(text: str, grid: tuple[float, ...]) -> list[float]:
 
 
 def format_width(multiplier: float) -> str:
-    """``4.0 -> "4x"``, ``0.25 -> "0.25x"`` (shortest exact decimal)."""
-    return f"{multiplier:g}x"
+    """``4.0 -> "4x"``, ``0.25 -> "0.25x"``: the short form when it is exact, else the shortest
+    decimal that parses back to the same float (so run names and tables never merge widths)."""
+    short = f"{multiplier:g}"
+    if float(short) == multiplier:
+        return short + "x"
+    exact = repr(float(multiplier))
+    return (exact[:-2] if exact.endswith(".0") else exact) + "x"
 
 
 def scale_width(base: int, multiplier: float, multiple_of: int = 1) -> int:

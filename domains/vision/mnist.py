@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,17 +95,32 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def read_idx(path: Path) -> torch.Tensor:
-    """An IDX file (gzipped or not) as a uint8 tensor of its declared shape."""
+    """An IDX file (gzipped or not) as a uint8 tensor of its declared shape.
+
+    A damaged file (bad gzip stream, truncated, wrong header or size) raises ValueError naming
+    the file, never a decoder traceback."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(
+            f"{path}: unreadable ({type(exc).__name__}: {exc}); expected an IDX file"
+            + (" compressed with gzip" if path.suffix == ".gz" else "")
+        ) from None
+    if len(data) < 4:
+        raise ValueError(f"{path}: {len(data)} bytes, too short for an IDX header")
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype != 0x08:  # 0x08 = unsigned byte, the only type MNIST uses
-        raise ValueError(f"{path}: not a uint8 IDX file (magic {data[:4].hex()})")
+        raise ValueError(f"{path}: not a uint8 IDX file (magic {data[:4].hex()}, expected 0000 08)")
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: header declares {ndim} dimensions but the file ends first")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = data[4 + 4 * ndim :]
     if len(body) != math.prod(shape):
-        raise ValueError(f"{path}: {len(body)} bytes for shape {shape}")
+        raise ValueError(
+            f"{path}: {len(body)} bytes of data, expected {math.prod(shape)} for shape {shape}"
+        )
     return torch.frombuffer(bytearray(body), dtype=torch.uint8).view(*shape)
 
 
@@ -142,8 +158,13 @@ def load_mnist(
     out = {}
     for split, (img_file, lbl_file) in FILES.items():
         x, y = read_idx(folder / img_file), read_idx(folder / lbl_file)
-        if x.shape[0] != y.shape[0] or x.shape[1:] != (28, 28):
-            raise ValueError(f"MNIST {split}: bad shapes {tuple(x.shape)} / {tuple(y.shape)}")
+        if x.dim() != 3 or x.shape[1:] != (28, 28):
+            raise ValueError(f"{folder / img_file}: shape {tuple(x.shape)}, expected (N, 28, 28)")
+        if y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"{folder / lbl_file}: shape {tuple(y.shape)}, expected ({x.shape[0]},) "
+                f"(one label per image of {img_file})"
+            )
         out[split] = (x.unsqueeze(-1), y.long())
     return out
 
