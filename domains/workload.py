@@ -7,6 +7,7 @@ training recipe; it never knows whether SAM is used. The runner owns the loop.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -29,6 +30,9 @@ __all__ = [
     "parse_field_value",
     "resolve_data_root",
 ]
+
+
+LR_SCHEDULES = ("constant", "step", "cosine", "linear", "inverse_sqrt")  # samcore.LRSchedule
 
 
 class ConfigError(ValueError):
@@ -104,6 +108,33 @@ class TrainConfig:
     """default SAM radius when the run does not give one"""
     rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
     """the paper's rho grid for this workload (rho selection on validation)"""
+
+    def __post_init__(self) -> None:
+        """Values of the right type but out of range fail here, as bad input (ConfigError),
+        not later inside the training loop. Subclasses with their own checks call this."""
+        for key in ("learning_rate", "momentum", "weight_decay", "adam_eps", "rho"):
+            value = getattr(self, key)
+            if not 0 <= value < math.inf:
+                raise ConfigError(f"{key} must be a finite number >= 0, got {value}")
+        for key in ("batch_size", "num_epochs", "eval_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0 < self.lr_gamma < math.inf:
+            raise ConfigError(f"lr_gamma must be a finite number > 0, got {self.lr_gamma}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must be in [0, 1), got {self.betas}")
+        if not all(0 <= m <= 1 for m in self.lr_milestones):
+            raise ConfigError(
+                f"lr_milestones are fractions of training in [0, 1], got {self.lr_milestones}"
+            )
+        if not all(0 <= r < math.inf for r in self.rho_grid):
+            raise ConfigError(f"rho_grid values must be finite and >= 0, got {self.rho_grid}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
 
 
 @dataclass(frozen=True)

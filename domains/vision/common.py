@@ -88,6 +88,7 @@ class VisionConfig(TrainConfig):
     """channels_last memory format for conv nets on CUDA (ignored on CPU)"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.label_noise < 1.0:
             raise ConfigError(f"label_noise must be in [0, 1), got {self.label_noise}")
         if not 0.0 <= self.sparsity < 1.0:

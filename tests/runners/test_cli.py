@@ -120,7 +120,7 @@ def test_unwritable_results_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     res = run_cli(SMOKE + ["--results", str(blocker / "sub")], tmp_path)
-    assert res.returncode == 2 and "cannot open results store" in res.stderr
+    assert res.returncode == 2 and "file is a file, expected a folder" in res.stderr
 
 
 def test_fp16_grad_scaler_run_records_skipped_steps(tmp_path, monkeypatch, capsys):
