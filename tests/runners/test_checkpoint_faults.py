@@ -154,7 +154,6 @@ def test_latest_missing_after_a_kill_between_renames_uses_prev(
     only .prev and a complete .tmp. The .tmp is never trusted (its rename did not happen)."""
     cfg, ckpt = killed
     shutil.move(ckpt, ckpt.with_name(ckpt.name + ".tmp"))
-    prev = ckpt.with_name(ckpt.name + ".prev")
     _resume_and_check(workload, cfg, tmp_path, reference, capsys, epoch=1, warnings=[])
 
 

@@ -16,9 +16,7 @@ from runners import run
 from runners.run import UsageError, _parse_overrides
 from runners.train import RunOutcome
 
-SETTINGS = settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TOKEN = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 
 

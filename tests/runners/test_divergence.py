@@ -19,8 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from domains import Target, TrainConfig, Workload, build_config
-from domains import registry
+from domains import Target, TrainConfig, Workload, build_config, registry
 from runners.run import main
 from samcore.width import scale_width
 
@@ -160,9 +159,7 @@ def test_nonfinite_loss_is_stored_as_diverged_at_its_step_and_the_grid_goes_on(
     assert capsys.readouterr().out.count("already diverged") == 2
 
 
-def test_nonfinite_validation_metric_is_diverged_at_that_epoch(
-    poison_registered, tmp_path, capsys
-):
+def test_nonfinite_validation_metric_is_diverged_at_that_epoch(poison_registered, tmp_path, capsys):
     import json
 
     argv = ARGS + ["--width", "1x", "--optimizer", "base", "--results", str(tmp_path)]

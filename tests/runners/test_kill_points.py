@@ -115,7 +115,9 @@ def test_killed_five_times_resumes_and_matches_the_uninterrupted_grid(tmp_path):
         proc.communicate()
     assert sgd["status"] == "done" and sam["status"] == "running"
     assert 1 <= k <= EPOCHS - 6, f"killed too late (epoch {k}) for the kills that follow"
-    sgd_metrics = _rows(db, "SELECT * FROM metrics WHERE run_id = ? ORDER BY step, key", (sgd["id"],))
+    sgd_metrics = _rows(
+        db, "SELECT * FROM metrics WHERE run_id = ? ORDER BY step, key", (sgd["id"],)
+    )
     assert integrity(db) == "ok"
 
     # Kill 2: epoch k+2's row is committed, its checkpoint not written.
