@@ -341,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         StoreError,
         ValueError,
     ) as exc:
-        print(f"run.py: error: {exc}", file=sys.stderr)
+        # one line whatever the input held (a value with a newline would split it)
+        message = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"run.py: error: {message}", file=sys.stderr)
         return 2
 
     print(

@@ -68,6 +68,7 @@ CASES = [
     (["--num_epochs"], ["override --num_epochs needs a value"]),
     (["stray"], ["unexpected argument 'stray'", "--key=value"]),
     (["--=3"], ["unknown config key ''"]),
+    (["--num\nepochs"], ["override --num\\nepochs needs a value"]),  # still one line
     (["--loss=l1"], ["loss must be half_mse or mse", "'l1'"]),
     # right type, out of range: refused by the config, not found inside the training loop
     (["--batch_size=0"], ["batch_size must be >= 1, got 0"]),
