@@ -151,7 +151,8 @@ def test_nonfinite_loss_is_stored_as_diverged_at_its_step_and_the_grid_goes_on(
     for r in runs[2:]:
         assert r["last_step"] == 4 * STEPS_PER_EPOCH
     out = capsys.readouterr().out
-    assert out.count("diverged ") == 2 and out.count("done ") == 2
+    assert out.count("diverged poisoned-regression") == 2
+    assert out.count("done     poisoned-regression") == 2
 
     # Rerun: diverged runs are results too; nothing is repeated or rewritten.
     assert main(argv) == 0
