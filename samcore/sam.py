@@ -12,9 +12,11 @@ decay, momentum and learning rate are the base optimizer's, applied at w (not at
 because the base optimizer steps after w is restored.
 
 Perturbation and restoration use ``torch._foreach_*`` kernels on lists of tensors: no
-per-parameter Python arithmetic and no host synchronisation (the scale rho/||g|| stays a
-tensor). The weights at w are kept in a buffer allocated once and copied back, so
-``second_step`` restores w bit for bit (w + e - e would not).
+per-parameter Python arithmetic, no allocation per step, and on accelerators no host
+synchronisation (the scale rho/||g|| stays a tensor). The weights at w are kept in a buffer
+allocated once and copied back, so ``second_step`` restores w bit for bit (w + e - e would
+not). Profiled on a CPU (MNIST MLP 10x), these memory passes are all SAM adds beyond the
+second forward-backward: norm (read g), save (copy w), climb (w += s g), restore (copy w).
 """
 
 from __future__ import annotations
@@ -68,44 +70,55 @@ class SAM(torch.optim.Optimizer):
     def _params_with_grad(self, group: dict[str, Any]) -> list[torch.Tensor]:
         return [p for p in group["params"] if p.grad is not None]
 
-    @torch.no_grad()
-    def grad_norm(self) -> torch.Tensor:
-        """Global 2-norm of the ascent direction: ||g|| (or ||w * g|| for adaptive groups)."""
-        norms: list[torch.Tensor] = []
-        device = None
-        for group in self.param_groups:
-            params = self._params_with_grad(group)
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            device = device or grads[0].device
-            if group["adaptive"]:
-                grads = torch._foreach_mul(grads, params)  # |w| * g has the norm of w * g
-            norms.extend(n.to(device) for n in torch._foreach_norm(grads))
+    @staticmethod
+    def _global_norm(norms: list[torch.Tensor]) -> torch.Tensor:
         if not norms:
             return torch.zeros(())
-        stacked = torch.stack(norms)
+        stacked = torch.stack([n.to(norms[0].device) for n in norms])
         # Half-precision norms are accumulated in float32; float64 models keep float64.
         return torch.linalg.vector_norm(
             stacked.to(torch.promote_types(stacked.dtype, torch.float32))
         )
 
-    # ------------------------------------------------------------------ SAM steps
     @torch.no_grad()
-    def first_step(self, zero_grad: bool = False) -> torch.Tensor:
-        """Climb from w to w + e. Returns ||g|| (a tensor; no host sync).
-
-        The gradients are scaled in place into e, so call ``zero_grad`` (or pass
-        ``zero_grad=True``) before the second backward pass.
-        """
-        if self._climbed:
-            raise RuntimeError("first_step called twice without second_step/unperturb")
-        self._climbed = True
-        norm = self.grad_norm()
+    def grad_norm(self) -> torch.Tensor:
+        """Global 2-norm of the ascent direction: ||g|| (or ||w * g|| for adaptive groups)."""
+        norms: list[torch.Tensor] = []
         for group in self.param_groups:
             params = self._params_with_grad(group)
             if not params:
                 continue
+            grads = [p.grad for p in params]
+            if group["adaptive"]:
+                grads = torch._foreach_mul(grads, params)  # |w| * g has the norm of w * g
+            norms.extend(torch._foreach_norm(grads))
+        return self._global_norm(norms)
+
+    # ------------------------------------------------------------------ SAM steps
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> torch.Tensor:
+        """Climb from w to w + e. Returns ||g|| (a tensor; no host sync on accelerators).
+
+        Adaptive groups' gradients are scaled in place (into w^2 * g); call ``zero_grad``
+        (or pass ``zero_grad=True``) before the second backward pass.
+        """
+        if self._climbed:
+            raise RuntimeError("first_step called twice without second_step/unperturb")
+        self._climbed = True
+        # One list of (group, params, grads) for the norm and the climb; every pass below
+        # is one foreach call over a group, so the cost is memory traffic, not Python.
+        work = []
+        for group in self.param_groups:
+            params = self._params_with_grad(group)
+            if params:
+                work.append((group, params, [p.grad for p in params]))
+        norms: list[torch.Tensor] = []
+        for group, params, grads in work:
+            if group["adaptive"]:
+                torch._foreach_mul_(grads, params)  # w * g in place: its norm, no new memory
+            norms.extend(torch._foreach_norm(grads))
+        norm = self._global_norm(norms)
+        for group, params, grads in work:
             saved = [self._saved_w.get(p) for p in params]
             if any(s is None for s in saved):  # allocated once per parameter, reused after
                 for p in params:
@@ -113,13 +126,17 @@ class SAM(torch.optim.Optimizer):
                         self._saved_w[p] = torch.empty_like(p)
                 saved = [self._saved_w[p] for p in params]
             torch._foreach_copy_(saved, params)
-            e = [p.grad for p in params]  # e is built in the grad buffers: no new memory
             if group["adaptive"]:
-                torch._foreach_mul_(e, params)
-                torch._foreach_mul_(e, params)
-            scale = group["rho"] / (norm.to(e[0].device) + self.eps)
-            torch._foreach_mul_(e, scale)
-            torch._foreach_add_(params, e)
+                torch._foreach_mul_(grads, params)  # w^2 * g
+            scale = group["rho"] / (norm.to(grads[0].device) + self.eps)
+            if grads[0].device.type == "cpu":
+                # On the CPU a float is free to read, and w += s * g is one pass over memory
+                # where scaling g first (below) is two: the climb's main cost on a CPU.
+                torch._foreach_add_(params, grads, alpha=scale.item())
+            else:
+                # No host sync: the scale stays on the device; both are fused kernels.
+                torch._foreach_mul_(grads, scale)
+                torch._foreach_add_(params, grads)
             self._perturbed.append((params, saved))
         if zero_grad:
             self.zero_grad()
