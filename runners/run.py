@@ -122,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="after each run, store its default sharpness measures (runners/sharpness.py)",
     )
     p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels_last (NHWC) memory format for conv models (execution only, not hashed)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model for training steps (execution only, not hashed)",
+    )
+    p.add_argument(
         "--no-seed-ensemble",
         action="store_true",
         help="train --seeds one after another even where the workload allows training them "
@@ -360,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         results_dir=results_dir,
         progress=not args.no_progress,
         verbose=args.verbose,
+        channels_last=args.channels_last,
+        compile=args.compile,
     )
     failures = 0
     target = workload.target
