@@ -89,3 +89,27 @@ def test_per_seed_perturbation_has_norm_rho():
 def test_batch_norm_is_refused():
     with pytest.raises(ValueError, match="batch norm"):
         SeedEnsemble([nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)) for _ in range(2)])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_ensemble_on_cuda_equals_sequential_runs_on_cuda():
+    """The CUDA path of EnsembleSAM (fused foreach kernels, no host sync)."""
+    dev = torch.device("cuda")
+    seq_models = [_mlp(s).to(dev) for s in range(S)]
+    ens = SeedEnsemble([_mlp(s).to(dev) for s in range(S)])
+    seq_opts = [
+        build_optimizer(m, "sgd", lr=0.1, momentum=0.9, sam=True, rho=0.2) for m in seq_models
+    ]
+    ens_opt = build_ensemble_optimizer(ens, "sgd", lr=0.1, momentum=0.9, sam=True, rho=0.2)
+    data = [[tuple(t.to(dev) for t in b) for b in _batches(s, 3)] for s in range(S)]
+    for t in range(3):
+        for s in range(S):
+            train_step(seq_models[s], seq_opts[s], _ce, data[s][t])
+        batch = stack_batches([data[s][t] for s in range(S)])
+        train_step(ens, ens_opt, ens.loss_fn(_ce), batch)
+    for s, model in enumerate(seq_models):
+        for name_, p in model.named_parameters():
+            torch.testing.assert_close(
+                ens.params_dict()[name_][s], p.detach(), rtol=1e-4, atol=1e-5
+            )
