@@ -151,14 +151,14 @@ class EnsembleSAM(SAM):
                 torch._foreach_mul_(grads, params)  # w^2 * g
             scale = group["rho"] / (norm + self.eps)  # (S,)
             torch._foreach_addcmul_(params, grads, [_seed_view(scale, p) for p in params])
-            self._perturbed.append((params, saved))
+            self._perturbed.append((params, saved, False))  # copied, not swapped
         if zero_grad:
             self.zero_grad()
         return norm
 
     @torch.no_grad()
     def perturbation_norm(self) -> torch.Tensor:
-        diffs = [d for p, s in self._perturbed for d in torch._foreach_sub(p, s)]
+        diffs = [d for p, s, _ in self._perturbed for d in torch._foreach_sub(p, s)]
         return _per_seed_norm(diffs)
 
 

@@ -11,12 +11,14 @@ davda54/sam). Per-group ``rho`` and ``adaptive`` are allowed; the norm stays glo
 decay, momentum and learning rate are the base optimizer's, applied at w (not at w + e),
 because the base optimizer steps after w is restored.
 
-Perturbation and restoration use ``torch._foreach_*`` kernels on lists of tensors: no
-per-parameter Python arithmetic, no allocation per step, and on accelerators no host
-synchronisation (the scale rho/||g|| stays a tensor). The weights at w are kept in a buffer
-allocated once and copied back, so ``second_step`` restores w bit for bit (w + e - e would
-not). Profiled on a CPU (MNIST MLP 10x), these memory passes are all SAM adds beyond the
-second forward-backward: norm (read g), save (copy w), climb (w += s g), restore (copy w).
+No allocation per step and no clone: one buffer per parameter, allocated once, and
+``second_step`` restores w bit for bit (w + e - e would not). On accelerators the climb is
+fused ``torch._foreach_*`` kernels with the scale rho/||g|| kept on the device (no host sync):
+w is copied into the buffer, then w += e in place, and copied back. On the CPU, where these
+memory passes are all SAM adds beyond its second forward-backward (profiled on the MNIST MLP
+at 10x: save and restore copies were 6 ms of a 22 ms overhead), w + e is written into the
+buffer in one pass and the parameters' storages are swapped to it and back, so w is never
+copied (norm: read g; climb: read w and g, write the buffer; restore: a pointer swap).
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ class SAM(torch.optim.Optimizer):
         # Share one list of groups: schedulers and users edit either object's groups.
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
-        self._saved_w: dict[torch.Tensor, torch.Tensor] = {}  # w while the model sits at w + e
-        self._perturbed: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+        # One buffer per parameter, allocated once: w (accelerators) or w + e (CPU) in it.
+        self._saved_w: dict[torch.Tensor, torch.Tensor] = {}
+        # (params, tensors holding w, whether storages were swapped) per group while at w + e
+        self._perturbed: list[tuple[list[torch.Tensor], list[torch.Tensor], bool]] = []
         self._climbed = False
 
     # ------------------------------------------------------------------ helpers
@@ -74,7 +78,10 @@ class SAM(torch.optim.Optimizer):
     def _global_norm(norms: list[torch.Tensor]) -> torch.Tensor:
         if not norms:
             return torch.zeros(())
-        stacked = torch.stack([n.to(norms[0].device) for n in norms])
+        device = norms[0].device
+        if any(n.device != device for n in norms):  # groups on several devices
+            norms = [n.to(device) for n in norms]
+        stacked = torch.stack(norms)
         # Half-precision norms are accumulated in float32; float64 models keep float64.
         return torch.linalg.vector_norm(
             stacked.to(torch.promote_types(stacked.dtype, torch.float32))
@@ -99,14 +106,17 @@ class SAM(torch.optim.Optimizer):
     def first_step(self, zero_grad: bool = False) -> torch.Tensor:
         """Climb from w to w + e. Returns ||g|| (a tensor; no host sync on accelerators).
 
+        On the CPU the parameters point at a buffer holding w + e until ``second_step`` /
+        ``unperturb`` (their ``.data`` is swapped); hold the Parameter objects, not their
+        storages, across the two steps.
+
         Adaptive groups' gradients are scaled in place (into w^2 * g); call ``zero_grad``
         (or pass ``zero_grad=True``) before the second backward pass.
         """
         if self._climbed:
             raise RuntimeError("first_step called twice without second_step/unperturb")
         self._climbed = True
-        # One list of (group, params, grads) for the norm and the climb; every pass below
-        # is one foreach call over a group, so the cost is memory traffic, not Python.
+        # One list of (group, params, grads) for the norm and the climb.
         work = []
         for group in self.param_groups:
             params = self._params_with_grad(group)
@@ -119,34 +129,49 @@ class SAM(torch.optim.Optimizer):
             norms.extend(torch._foreach_norm(grads))
         norm = self._global_norm(norms)
         for group, params, grads in work:
-            saved = [self._saved_w.get(p) for p in params]
-            if any(s is None for s in saved):  # allocated once per parameter, reused after
+            buffers = [self._saved_w.get(p) for p in params]
+            if any(b is None for b in buffers):  # allocated once per parameter, reused after
                 for p in params:
                     if p not in self._saved_w:
                         self._saved_w[p] = torch.empty_like(p)
-                saved = [self._saved_w[p] for p in params]
-            torch._foreach_copy_(saved, params)
+                buffers = [self._saved_w[p] for p in params]
             if group["adaptive"]:
                 torch._foreach_mul_(grads, params)  # w^2 * g
             scale = group["rho"] / (norm.to(grads[0].device) + self.eps)
             if grads[0].device.type == "cpu":
-                # On the CPU a float is free to read, and w += s * g is one pass over memory
-                # where scaling g first (below) is two: the climb's main cost on a CPU.
-                torch._foreach_add_(params, grads, alpha=scale.item())
+                # CPU: memory traffic is the cost. Write w + e into the buffer in one pass and
+                # swap storages: the model computes at w + e while w sits untouched in the
+                # parameter's own storage, and the restore is a swap back (no copy, exact).
+                # A float is free to read on the CPU. The loop is one call per parameter.
+                s = scale.item()
+                for p, g, b in zip(params, grads, buffers):
+                    torch.add(p, g, alpha=s, out=b)
+                originals = [p.data for p in params]
+                for p, b in zip(params, buffers):
+                    p.data = b
+                self._perturbed.append((params, originals, True))
             else:
-                # No host sync: the scale stays on the device; both are fused kernels.
+                # Accelerators: fused foreach kernels, the scale stays on the device (no host
+                # sync), storages stay put (cuDNN's flattened RNN weights, CUDA graphs).
+                torch._foreach_copy_(buffers, params)
                 torch._foreach_mul_(grads, scale)
                 torch._foreach_add_(params, grads)
-            self._perturbed.append((params, saved))
-        if zero_grad:
-            self.zero_grad()
+                self._perturbed.append((params, buffers, False))
+        if zero_grad:  # what zero_grad(set_to_none=True) does, without its profiler hook
+            for _, params, _ in work:
+                for p in params:
+                    p.grad = None
         return norm
 
     @torch.no_grad()
     def unperturb(self) -> None:
         """Return the parameters to w exactly (no optimizer step)."""
-        for params, saved in self._perturbed:
-            torch._foreach_copy_(params, saved)
+        for params, at_w, swapped in self._perturbed:
+            if swapped:  # w is in the original storages: point the parameters back at them
+                for p, w in zip(params, at_w):
+                    p.data = w
+            else:
+                torch._foreach_copy_(params, at_w)
         self._perturbed = []
         self._climbed = False
 
@@ -155,7 +180,7 @@ class SAM(torch.optim.Optimizer):
         """||(w + e) - w||, valid between ``first_step`` and ``second_step`` (for logging)."""
         sq = [
             torch.linalg.vector_norm(torch.stack(torch._foreach_norm(torch._foreach_sub(p, s))))
-            for p, s in self._perturbed
+            for p, s, _ in self._perturbed
         ]
         return torch.linalg.vector_norm(torch.stack(sq)) if sq else torch.zeros(())
 
