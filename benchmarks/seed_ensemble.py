@@ -6,7 +6,7 @@ sequential runs do, through ``train_step``) and the same steps done by the ensem
 vmapped ``train_step`` over the stacked seeds). Rounds alternate, so drift hits both alike;
 the median per-round ratio sequential/ensemble is the speed-up. Base and SAM both.
 
-    python benchmarks/seed_ensemble.py [--seeds 8] [--rounds 7] [--steps 10]
+    python benchmarks/seed_ensemble.py [--seeds 8] [--rounds 7] [--steps 10] [--threads 2]
     SAM_DATA=/path/to/data python benchmarks/seed_ensemble.py --workloads mnist-mlp
 """
 
@@ -91,7 +91,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--workloads", default=",".join(WORKLOADS))
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (default: as OMP_NUM_THREADS / torch decide); the "
+        "ensemble's larger ops can use more cores than one small model's",
+    )
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU "
         f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start); "

@@ -9,7 +9,8 @@ epoch), the same optimizer, schedule and SAM radius (SAM's norm per seed), the s
 metric rows, summary and checkpoint (a sequential ``train_run`` resumes it exactly).
 Results equal the sequential runs up to float rounding (tests/runners/test_seed_ensemble.py).
 
-Differences, by design: ``time/wall_s`` is the ensemble's wall time divided by the number of
+Differences, by design: the execution flags ``--compile`` and ``--channels-last`` do not
+apply (the supported models are small MLPs); ``time/wall_s`` is the ensemble's wall time divided by the number of
 seeds (their share of the machine), and the summary says ``seed_ensemble: S``. A seed that
 diverges is closed as in a sequential run while the others go on. Resume: seeds already done
 are skipped, and a seed that has a row but is not done (killed mid-run) resumes from its own
