@@ -128,6 +128,7 @@ class SAM(torch.optim.Optimizer):
                 torch._foreach_mul_(grads, params)  # w * g in place: its norm, no new memory
             norms.extend(torch._foreach_norm(grads))
         norm = self._global_norm(norms)
+        norm_value: float | None = None  # read once, on the CPU only
         for group, params, grads in work:
             buffers = [self._saved_w.get(p) for p in params]
             if any(b is None for b in buffers):  # allocated once per parameter, reused after
@@ -137,13 +138,14 @@ class SAM(torch.optim.Optimizer):
                 buffers = [self._saved_w[p] for p in params]
             if group["adaptive"]:
                 torch._foreach_mul_(grads, params)  # w^2 * g
-            scale = group["rho"] / (norm.to(grads[0].device) + self.eps)
             if grads[0].device.type == "cpu":
                 # CPU: memory traffic is the cost. Write w + e into the buffer in one pass and
                 # swap storages: the model computes at w + e while w sits untouched in the
                 # parameter's own storage, and the restore is a swap back (no copy, exact).
                 # A float is free to read on the CPU. The loop is one call per parameter.
-                s = scale.item()
+                if norm_value is None:
+                    norm_value = norm.item()
+                s = group["rho"] / (norm_value + self.eps)
                 for p, g, b in zip(params, grads, buffers):
                     torch.add(p, g, alpha=s, out=b)
                 originals = [p.data for p in params]
@@ -154,6 +156,7 @@ class SAM(torch.optim.Optimizer):
                 # Accelerators: fused foreach kernels, the scale stays on the device (no host
                 # sync), storages stay put (cuDNN's flattened RNN weights, CUDA graphs).
                 torch._foreach_copy_(buffers, params)
+                scale = group["rho"] / (norm.to(grads[0].device) + self.eps)
                 torch._foreach_mul_(grads, scale)
                 torch._foreach_add_(params, grads)
                 self._perturbed.append((params, buffers, False))

@@ -107,8 +107,11 @@ def _backward_chunks(
     scaler: torch.amp.GradScaler | None,
     autocast: Callable[[], contextlib.AbstractContextManager],
     sync_last: bool,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Accumulate d(sum_k w_k loss_k)/dparams into .grad; DDP syncs only the last chunk."""
+    record: bool = True,
+) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Accumulate d(sum_k w_k loss_k)/dparams into .grad; DDP syncs only the last chunk.
+    ``record=False`` (SAM's second pass, whose values are not reported) skips summing the
+    loss and metrics: on small models those few ops are a visible part of the step."""
     total: torch.Tensor | None = None
     metrics: dict[str, torch.Tensor] = {}
     for i, (chunk, weight) in enumerate(chunks):
@@ -118,11 +121,12 @@ def _backward_chunks(
                 loss, extra = loss_fn(model, chunk)
             weighted = loss if weight == 1.0 else loss * weight  # one chunk: no extra op
             (scaler.scale(weighted) if scaler is not None else weighted).backward()
+        if not record:
+            continue
         part = weighted.detach().float()
         total = part if total is None else total + part
         for k, v in extra.items():
             metrics[k] = metrics.get(k, 0) + v.detach().float() * weight
-    assert total is not None, "no chunks"
     return total, metrics
 
 
@@ -200,7 +204,7 @@ def train_step(
     e_norm = optimizer.perturbation_norm() if measure_perturbation else None
 
     with frozen_bn_stats(model):
-        _backward_chunks(model, loss_fn, chunks, scaler, autocast, sync_last=True)
+        _backward_chunks(model, loss_fn, chunks, scaler, autocast, sync_last=True, record=False)
     if scaler is None:
         optimizer.second_step()
         return StepResult(loss, metrics, grad_norm=grad_norm, perturbation_norm=e_norm)
@@ -244,7 +248,7 @@ def _m_sharpness_step(
             metrics[k] = metrics.get(k, 0) + v * weight
         norms.append(optimizer.first_step(zero_grad=True))
         with frozen_bn_stats(model):
-            _backward_chunks(model, loss_fn, [(chunk, weight)], None, autocast, True)
+            _backward_chunks(model, loss_fn, [(chunk, weight)], None, autocast, True, record=False)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         torch._foreach_add_(accumulated, grads)
         optimizer.unperturb()
