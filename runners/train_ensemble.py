@@ -2,19 +2,20 @@
 
 Used by ``runners/run.py`` for ``--seeds`` with more than one seed when the workload declares
 ``supports_seed_ensemble`` (small models without batch norm or dropout) and the run uses
-none of micro-batching, m-sharpness, fp16/bf16 or late-phase SAM. Each seed is exactly the run that
-``runners/train.py`` would make for it: the same initial weights (built from the seed's own
+none of micro-batching, m-sharpness, fp16/bf16 or late-phase SAM. Each seed is exactly the
+run that ``runners/train.py`` would make for it: the same initial weights (built from the seed's own
 init stream), the same batches in the same order (the seed's own data-order generator per
 epoch), the same optimizer, schedule and SAM radius (SAM's norm per seed), the same run id,
 metric rows, summary and checkpoint (a sequential ``train_run`` resumes it exactly).
 Results equal the sequential runs up to float rounding (tests/runners/test_seed_ensemble.py).
 
 Differences, by design: the execution flags ``--compile`` and ``--channels-last`` do not
-apply (the supported models are small MLPs); ``time/wall_s`` is the ensemble's wall time divided by the number of
-seeds (their share of the machine), and the summary says ``seed_ensemble: S``. A seed that
-diverges is closed as in a sequential run while the others go on. Resume: seeds already done
-are skipped, and a seed that has a row but is not done (killed mid-run) resumes from its own
-checkpoint through ``train_run``; only fresh seeds are trained together.
+apply (the supported models are small MLPs); ``time/wall_s`` is the ensemble's wall time
+divided by the number of seeds (their share of the machine), and the summary says
+``seed_ensemble: S``. A seed that diverges is closed as in a sequential run while the others
+go on. Resume: seeds already done are skipped, and a seed that has a row but is not done
+(killed mid-run) resumes from its own checkpoint through ``train_run``; only fresh seeds are
+trained together.
 """
 
 from __future__ import annotations
