@@ -96,9 +96,9 @@ def main() -> None:
     plain = create_workload("cifar10-resnet18", "paper", bf16=False, channels_last=False, **data)
     plain.device = device  # build_model's device-dependent choices, without loading twice
     steps_per_epoch = suite.steps_per_epoch()
+    where = "CUDA " + torch.cuda.get_device_name(device) if on_gpu else "CPU (REDUCED: not GPU)"
     print(
-        ("CUDA " + torch.cuda.get_device_name(device) if on_gpu else "CPU (REDUCED, not the GPU result)")
-        f"; torch {torch.__version__}, {torch.get_num_threads()} thread(s); ResNet-18 "
+        f"{where}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); ResNet-18 "
         f"{width:g}x, batch {args.batch_size}, {steps_per_epoch} steps per epoch"
         + ("" if max_steps is None else f", timing {max_steps} steps per block, extrapolated")
     )
