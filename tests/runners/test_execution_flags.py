@@ -34,14 +34,15 @@ def _assert_same_run(a: dict, b: dict, rel: float) -> None:
 def test_channels_last_is_the_same_run_with_the_same_numbers(tmp_path):
     plain = _rows(tmp_path, "plain", [])
     nhwc = _rows(tmp_path, "nhwc", ["--channels-last"])
-    _assert_same_run(plain, nhwc, rel=1e-3)  # NHWC convolutions round differently
+    # NHWC convolutions sum in another order; two SAM steps of a BN ResNet on random labels
+    # amplify that to ~0.5% in the second step's gradient norm (losses agree to ~2e-4).
+    _assert_same_run(plain, nhwc, rel=1e-2)
     assert '"channels_last": true' in nhwc["config"]
 
 
 @pytest.mark.slow  # inductor compiles C++ for the CPU: minutes on a busy machine
 def test_compile_is_the_same_run_with_the_same_numbers(tmp_path):
-    # Fused kernels reorder float sums; two SAM steps of a BN ResNet on random labels amplify
-    # that to ~0.5% in the second step's gradient norm (losses agree to ~2e-4).
+    # Fused kernels reorder float sums: the same ~0.5% as channels_last above.
     eager, compiled = _rows(tmp_path, "eager", []), _rows(tmp_path, "compiled", ["--compile"])
     _assert_same_run(eager, compiled, rel=1e-2)
 
