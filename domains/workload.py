@@ -169,6 +169,9 @@ class Workload:
     target: Target
     widths: tuple[float, ...] = (1.0,)  # the paper's width grid as multipliers of "1x"
     owns_loop: bool = False
+    # True: several seeds may train as one vmapped model (runners/train_ensemble.py); only
+    # for models without batch norm or dropout whose loss works per example under vmap.
+    supports_seed_ensemble: bool = False
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config

@@ -40,7 +40,8 @@ from results.store import Store, StoreError
 from results.tables import workload_table
 from runners.config import OPTIMIZER_CHOICES, PRECISIONS, RunConfig
 from runners.sharpness import MeasureError, MeasureSettings, measure_run
-from runners.train import Execution, train_run
+from runners.train import Execution, RunOutcome, train_run
+from runners.train_ensemble import can_use_seed_ensemble, train_seeds
 from samcore import BASE_OPTIMIZERS, WidthError, count_params, format_width, parse_widths
 
 
@@ -120,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--measure-sharpness",
         action="store_true",
         help="after each run, store its default sharpness measures (runners/sharpness.py)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels_last (NHWC) memory format for conv models (execution only, not hashed)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model for training steps (execution only, not hashed)",
+    )
+    p.add_argument(
+        "--no-seed-ensemble",
+        action="store_true",
+        help="train --seeds one after another even where the workload allows training them "
+        "at once as one vmapped model (same results up to float rounding)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per evaluation")
@@ -305,6 +322,22 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
     return plan
 
 
+def _seed_groups(
+    workload: Workload, plan: list[RunConfig], ensemble: bool
+) -> dict[str, list[RunConfig]]:
+    """run_id -> the runs trained together with it: consecutive runs that differ only in
+    their seed where a seed ensemble can train them at once, else the run alone."""
+    groups: list[list[RunConfig]] = []
+    for cfg in plan:
+        prev = groups[-1][0] if groups else None
+        same_but_seed = prev is not None and dataclasses.replace(prev, seed=cfg.seed) == cfg
+        if ensemble and same_but_seed and can_use_seed_ensemble(workload, cfg):
+            groups[-1].append(cfg)
+        else:
+            groups.append([cfg])
+    return {cfg.run_id: group for group in groups for cfg in group}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -355,11 +388,22 @@ def main(argv: list[str] | None = None) -> int:
         results_dir=results_dir,
         progress=not args.no_progress,
         verbose=args.verbose,
+        channels_last=args.channels_last,
+        compile=args.compile,
     )
     failures = 0
     target = workload.target
+    groups = _seed_groups(workload, plan, ensemble=not args.no_seed_ensemble)
+    outcomes: dict[str, RunOutcome] = {}
     for cfg in plan:
-        out = train_run(workload, cfg, store, ex)
+        if cfg.run_id not in outcomes:  # seeds of one run may train at once (seed ensemble)
+            group = groups[cfg.run_id]
+            if len(group) == 1:
+                outs = [train_run(workload, cfg, store, ex)]
+            else:
+                outs = train_seeds(workload, group, store, ex)
+            outcomes.update(zip([c.run_id for c in group], outs))
+        out = outcomes[cfg.run_id]
         s = out.summary
         opt = f"sam rho={cfg.rho:g}" if cfg.optimizer == "sam" else cfg.optimizer
         if (cfg.sam_start, cfg.sam_end) != (0.0, 1.0):

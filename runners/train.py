@@ -48,6 +48,8 @@ class Execution:
     results_dir: Path = Path("results")
     progress: bool = True
     verbose: bool = False
+    channels_last: bool = False  # conv weights and activations NHWC (tensor cores on CUDA)
+    compile: bool = False  # torch.compile the model for the training steps
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,12 @@ def _record_start(
     """Write the run's row as ``running``; returns the full config stored with it."""
     full_config = {
         "run": cfg.to_dict(),
-        "execution": {"device": ex.device, "results_dir": str(ex.results_dir)},
+        "execution": {
+            "device": ex.device,
+            "results_dir": str(ex.results_dir),
+            "channels_last": ex.channels_last,
+            "compile": ex.compile,
+        },
     }
     store.start_run(
         cfg.run_id,
@@ -151,6 +158,11 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     seed_everything(cfg.seed)
     torch.manual_seed(stream_seed(cfg.seed, "init"))  # init stream, independent of data order
     model = workload.build_model(cfg.width).to(device)
+    if ex.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # 4-D tensors only; others as is
+    # The compiled wrapper shares the model's parameters; checkpoints and evaluation use the
+    # plain model, so state_dict keys stay the same with and without --compile.
+    step_model = torch.compile(model) if ex.compile else model
     n_params = count_params(model)
     optimizer = build_optimizer(
         model,
@@ -234,7 +246,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                 # late-phase SAM: the ascent only inside [sam_start, sam_end) of training
                 ascent = cfg.optimizer == "sam" and cfg.sam_active(state["step"], total_steps)
                 res = train_step(
-                    model,
+                    step_model,
                     optimizer,
                     workload.loss,
                     batch,

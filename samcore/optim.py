@@ -15,7 +15,13 @@ from torch import nn
 
 from samcore.sam import SAM
 
-__all__ = ["BASE_OPTIMIZERS", "build_optimizer", "LRSchedule", "build_scheduler"]
+__all__ = [
+    "BASE_OPTIMIZERS",
+    "base_optimizer_kwargs",
+    "build_optimizer",
+    "LRSchedule",
+    "build_scheduler",
+]
 
 BASE_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -33,6 +39,27 @@ def _param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bo
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def base_optimizer_kwargs(
+    name: str,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    betas: tuple[float, float],
+    eps: float,
+) -> dict[str, Any]:
+    """The keyword arguments of base optimizer ``name`` (SGD takes momentum, Adam betas)."""
+    if name not in BASE_OPTIMIZERS:
+        raise ValueError(
+            f"unknown base optimizer {name!r}; expected one of {sorted(BASE_OPTIMIZERS)}"
+        )
+    kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
+    if name == "sgd":
+        kwargs["momentum"] = momentum
+    else:
+        kwargs.update(betas=tuple(betas), eps=eps)
+    return kwargs
+
+
 def build_optimizer(
     model: nn.Module,
     name: str,
@@ -48,15 +75,7 @@ def build_optimizer(
     decay_norm_and_bias: bool = True,
 ) -> torch.optim.Optimizer:
     """``build_optimizer(model, "sgd", lr=0.1, momentum=0.9, sam=True, rho=0.05)``."""
-    if name not in BASE_OPTIMIZERS:
-        raise ValueError(
-            f"unknown base optimizer {name!r}; expected one of {sorted(BASE_OPTIMIZERS)}"
-        )
-    kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
-    if name == "sgd":
-        kwargs["momentum"] = momentum
-    else:
-        kwargs.update(betas=tuple(betas), eps=eps)
+    kwargs = base_optimizer_kwargs(name, lr, weight_decay, momentum, betas, eps)
     groups = _param_groups(model, weight_decay, decay_norm_and_bias)
     if sam:
         return SAM(groups, BASE_OPTIMIZERS[name], rho=rho, adaptive=adaptive, **kwargs)

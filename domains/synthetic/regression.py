@@ -91,6 +91,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 class TeacherStudentRegression(Workload):
     target = Target("mse", "min")
     widths = tuple(float(k) for k in range(1, 11))  # h = 100, 200, ..., 1000
+    supports_seed_ensemble = True  # an MLP without batch norm or dropout: seeds can be vmapped
 
     def __init__(self, config: RegressionConfig) -> None:
         super().__init__(config)

@@ -178,6 +178,12 @@ class MnistMLP(OnDeviceImageClassification):
         super().__init__(config)
         self.config: MnistConfig = config
 
+    @property
+    def supports_seed_ensemble(self) -> bool:
+        """Seeds can train as one vmapped model (no batch norm or dropout); not with sparsity
+        masks, whose gradient hooks live on a single model's parameters."""
+        return self.config.sparsity == 0 and self.config.match_params_of == 0
+
     def build_model(self, width: float) -> nn.Module:
         h1, h2 = (scale_width(h, width) for h in self.config.hidden)
         model = nn.Sequential(
