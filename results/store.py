@@ -243,6 +243,36 @@ class Store:
         rows = self._db.execute(sql + " ORDER BY run_id, name", params)
         return [_decode(r) for r in rows]
 
+    def import_run(self, run: Mapping[str, Any], metrics: Iterable[Mapping[str, Any]]) -> None:
+        """Copy one run from another store (``get_run`` and ``metrics`` rows of, e.g., a Ray
+        task's private store): the row replaces any row with its id and its metric rows
+        replace that run's, in one transaction, so importing twice changes nothing."""
+        columns = [r[1] for r in self._db.execute("PRAGMA table_info(runs)")]
+        unknown = sorted(set(run) - set(columns))
+        if unknown:
+            raise ValueError(f"run row has unknown columns {unknown}; expected {columns}")
+        row = {
+            k: json.dumps(v, sort_keys=True) if k in ("config", "summary") and v is not None else v
+            for k, v in run.items()
+        }
+        names = list(row)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO runs ({', '.join(names)}) "
+                f"VALUES ({', '.join('?' for _ in names)})",
+                [row[k] for k in names],
+            )
+            self._db.execute("DELETE FROM metrics WHERE run_id = ?", (run["id"],))
+            self._db.executemany(
+                "INSERT INTO metrics (run_id, step, epoch, key, value) VALUES (?, ?, ?, ?, ?)",
+                [(run["id"], m["step"], m["epoch"], m["key"], m["value"]) for m in metrics],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def counts(self) -> dict[str, int]:
         """Row counts, for tests and sanity checks."""
         return {

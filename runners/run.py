@@ -39,10 +39,11 @@ from domains import (
 from results.store import Store, StoreError
 from results.tables import workload_table
 from runners.config import OPTIMIZER_CHOICES, PRECISIONS, RunConfig
+from runners.plan import PlanError, expand_grid
 from runners.sharpness import MeasureError, MeasureSettings, measure_run
 from runners.train import Execution, RunOutcome, train_run
 from runners.train_ensemble import can_use_seed_ensemble, train_seeds
-from samcore import BASE_OPTIMIZERS, WidthError, count_params, format_width, parse_widths
+from samcore import WidthError, count_params, format_width, parse_widths
 
 
 class UsageError(Exception):
@@ -260,15 +261,8 @@ def _list(names: list[str], preset: str | None, overrides: dict[str, str], fmt: 
 
 def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[RunConfig]:
     """The grid: widths x optimizers x rhos x seeds, as RunConfigs (validated)."""
-    c = workload.config
     widths = parse_widths(args.width, workload.widths)
-    for w in widths:  # fail now, not mid-grid, on a width the model cannot take
-        try:
-            with torch.device("meta"):
-                workload.build_model(w)
-        except (WidthError, ValueError) as exc:
-            raise UsageError(f"--width {format_width(w)}: {exc}") from None
-    rhos = _parse_floats(args.rho, "--rho") if args.rho is not None else [c.rho]
+    rhos = _parse_floats(args.rho, "--rho") if args.rho is not None else [workload.config.rho]
     if any(not (r >= 0) or r == float("inf") for r in rhos):
         raise UsageError(f"--rho must be >= 0, got {args.rho}")
     if args.m_sharpness < 0 or args.micro_batch_size < 0:
@@ -286,40 +280,23 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
             "--sam-start/--sam-end need SAM runs (--optimizer sam or both) of a workload "
             "trained by the runner's loop"
         )
-    if c.optimizer not in BASE_OPTIMIZERS:
-        raise UsageError(
-            f"workload base optimizer {c.optimizer!r} is not one of {sorted(BASE_OPTIMIZERS)}"
+    try:
+        return expand_grid(
+            workload,
+            preset,
+            widths=widths,
+            optimizers=[args.optimizer],
+            rhos=rhos,
+            seeds=seeds,
+            adaptive=args.adaptive,
+            m_sharpness=args.m_sharpness,
+            micro_batch_size=args.micro_batch_size,
+            precision=args.precision,
+            sam_starts=sam_starts,
+            sam_end=args.sam_end,
         )
-    opts = {"base": [c.optimizer], "sam": ["sam"], "both": [c.optimizer, "sam"]}.get(
-        args.optimizer, [args.optimizer]
-    )
-    wl_config = dataclasses.asdict(c)
-    plan = []
-    for w in widths:
-        for opt in opts:
-            for rho, start in (
-                [(r, st) for r in rhos for st in sam_starts] if opt == "sam" else [(0.0, 0.0)]
-            ):
-                for seed in seeds:
-                    plan.append(
-                        RunConfig(
-                            workload=workload.name,
-                            preset=preset,
-                            width=w,
-                            optimizer=opt,
-                            base_optimizer=c.optimizer if opt == "sam" else opt,
-                            seed=seed,
-                            rho=rho,
-                            adaptive=args.adaptive and opt == "sam",
-                            m_sharpness=args.m_sharpness if opt == "sam" else 0,
-                            micro_batch_size=args.micro_batch_size,
-                            precision=args.precision,
-                            sam_start=start,
-                            sam_end=args.sam_end if opt == "sam" else 1.0,
-                            workload_config=wl_config,
-                        )
-                    )
-    return plan
+    except PlanError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _seed_groups(

@@ -1,0 +1,427 @@
+"""Run a sweep spec: every config of the grid that is not finished yet, in parallel.
+
+    python runners/sweep.py sweeps/quick.yaml --workers 2
+    python runners/sweep.py sweeps/smoke.yaml --dry-run
+    python runners/sweep.py sweeps/paper.yaml --device cuda --executor ray --ray-address auto
+
+The spec format is in ``runners/sweep_spec.py``. Every run lands in ``<results>/runs.sqlite``
+keyed by its config hash, as with ``runners/run.py``: a run whose row is ``done`` or
+``diverged`` (a finished, deterministic outcome) is skipped, so rerunning a finished sweep does
+nothing; a ``running`` (killed) or ``failed`` row is run again and resumes from its checkpoint.
+
+Executors:
+  local  N worker processes (spawned; default one per CUDA device with --device cuda, else
+         half the cores), torch threads = cores // N. A worker loads a data set once and trains
+         the runs that share it one after another; every run is rebuilt from its RunConfig
+         alone (``workload_for_run``). Workers write the one store directly (SQLite WAL). A run
+         that raises or diverges is recorded by the loop and the sweep goes on; a worker that
+         dies (segfault, os._exit, OOM kill) has its run recorded ``failed`` with the exit code
+         by the driver and is replaced. Workers exit with the driver, so a killed sweep leaves
+         its runs ``running`` with their checkpoints, and the next invocation resumes them.
+  ray    each run is one Ray task (``num_gpus=1`` with --device cuda, else ``num_cpus=1``) on
+         ``ray.init(address=--ray-address)``: a running cluster (``auto`` or ``ray://...``)
+         or, without an address, a local Ray. The task trains into a private store in its own
+         temporary folder and returns the run row and metric rows; the driver writes them into
+         the one store. Checkpoints are local to a task: a killed Ray run starts over. Every
+         node needs this package installed and the data sets at --data-root.
+
+Exit status: 0 when every run is done or diverged, 1 if any failed, 2 on bad input (one line
+on stderr, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from domains import get_spec, resolve_data_root
+from results.store import Store, StoreError
+from runners.config import RunConfig, workload_for_run
+from runners.sweep_spec import SpecError, load_sweep
+from runners.train import Execution, git_commit, hardware_string, train_run
+from samcore import format_width
+
+FINISHED = ("done", "diverged")  # outcomes a rerun would only reproduce: skipped
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="sweep.py",
+        allow_abbrev=False,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", help="sweep spec YAML (e.g. sweeps/quick.yaml)")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes")
+    p.add_argument("--executor", default="local", choices=("local", "ray"))
+    p.add_argument("--ray-address", default=None, help="Ray cluster (default: a local Ray)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="data sets folder (default: $SAM_DATA, else ~/.cache/sam-overparam)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument(
+        "--rho-grid",
+        default=None,
+        help="replace every entry's rho: paper (the workload's grid), default, or 0.01,0.05",
+    )
+    return p
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _data_key(cfg: RunConfig) -> str:
+    """Runs with the same key share one workload object and its loaded data set."""
+    return json.dumps([cfg.workload, cfg.preset, cfg.workload_config], sort_keys=True, default=str)
+
+
+def _label(cfg: RunConfig) -> str:
+    opt = f"sam rho={cfg.rho:g}" if cfg.optimizer == "sam" else cfg.optimizer
+    return f"{cfg.workload} {opt} w{format_width(cfg.width)} s{cfg.seed}"
+
+
+def _result_line(
+    status: str, cfg: RunConfig, summary: dict[str, Any], msg: str, wall: float
+) -> str:
+    target = summary.get("target")
+    val, test = summary.get(f"best/val_{target}"), summary.get(f"best/test_{target}")
+    metric = f"val/{target} {val:.5g}  test/{target} {test:.5g}  " if val is not None else ""
+    tail = f"  {msg}" if msg and status != "done" else ""
+    return f"{status:<8} {_label(cfg)}  {metric}{wall:.1f}s{tail}"
+
+
+def record_failure(store: Store, cfg: RunConfig, error: str, ex: Execution) -> None:
+    """Mark a run ``failed`` with ``error`` unless it recorded a finished outcome itself (the
+    loop records its own exceptions; this is for deaths and failures before the loop)."""
+    row = store.get_run(cfg.run_id)
+    if row is not None and row["status"] in FINISHED:
+        return
+    if row is None:
+        store.start_run(
+            cfg.run_id,
+            name=cfg.run_name(),
+            workload=cfg.workload,
+            domain=get_spec(cfg.workload).domain,
+            optimizer=cfg.optimizer,
+            base_optimizer=cfg.base_optimizer,
+            width=cfg.width,
+            seed=cfg.seed,
+            rho=cfg.rho,
+            preset=cfg.preset,
+            config={"run": cfg.to_dict(), "execution": {"device": ex.device}},
+            n_params=None,  # type: ignore[arg-type]  # the model was never built
+            git_commit=git_commit(),
+            hardware=hardware_string(torch.device("cpu")),
+        )
+    store.finish_run(cfg.run_id, "failed", error=error, last_step=row and row["last_step"])
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"worker process killed by {signal.Signals(-code).name}"
+    return f"worker process exited with code {code}"
+
+
+# ---------------------------------------------------------------------------- local executor
+def _worker_main(conn: Connection, store_path: str, data_root: str, ex: Execution, threads: int):
+    """One worker: receive RunConfig dicts, train them, send back (status, summary, msg)."""
+    torch.set_num_threads(threads)
+    parent = mp.parent_process()
+    if parent is not None:  # die with the driver, leaving our run resumable (like a kill)
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True).start()
+    store = Store(store_path)
+    key, workload = None, None
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        cfg = RunConfig.from_dict(msg)
+        try:
+            if _data_key(cfg) != key:
+                key, workload = None, None  # free the previous data set first
+                workload = workload_for_run(cfg)
+                workload.setup_data(Path(data_root), torch.device(ex.device))
+                key = _data_key(cfg)
+            out = train_run(workload, cfg, store, ex)
+            conn.send((out.status, out.summary, out.message))
+        except Exception as exc:  # before the loop: config drift, missing data
+            error = f"{type(exc).__name__}: {exc}"
+            record_failure(store, cfg, error, ex)
+            conn.send(("failed", {}, error))
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    cfg: RunConfig | None = None
+    key: str | None = None
+    started: float = 0.0
+
+
+def run_local(configs, store: Store, ex: Execution, data_root: Path, n_workers: int, report):
+    """Train ``configs`` on ``n_workers`` spawned processes; ``report(status, cfg, summary,
+    message, wall)`` is called in the driver as each run ends."""
+    ctx = mp.get_context("spawn")  # fork after torch (and CUDA) initialised is unsafe
+    n_gpus = torch.cuda.device_count() if ex.device == "cuda" else 0
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+
+    def start(i: int) -> _Worker:
+        device = f"cuda:{i % n_gpus}" if n_gpus else ex.device
+        parent_conn, child_conn = ctx.Pipe()
+        proc = ctx.Process(
+            target=_worker_main,
+            args=(
+                child_conn,
+                str(store.path),
+                str(data_root),
+                _replace_device(ex, device),
+                threads,
+            ),
+            daemon=True,
+        )
+        proc.start()
+        child_conn.close()
+        return _Worker(proc, parent_conn)
+
+    first: dict[str, int] = {}  # group runs by data set, groups in spec order
+    for i, c in enumerate(configs):
+        first.setdefault(_data_key(c), i)
+    pending = sorted(configs, key=lambda c: first[_data_key(c)])
+    workers = [start(i) for i in range(n_workers)]
+    try:
+        while pending or any(w.cfg is not None for w in workers):
+            for w in workers:
+                if w.cfg is None and pending:  # prefer a run whose data the worker holds
+                    j = next((k for k, c in enumerate(pending) if _data_key(c) == w.key), 0)
+                    w.cfg, w.started = pending.pop(j), time.perf_counter()
+                    w.key = _data_key(w.cfg)
+                    w.conn.send(w.cfg.to_dict())
+            busy = [w for w in workers if w.cfg is not None]
+            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
+            for i, w in enumerate(workers):
+                if w.cfg is None or (w.conn not in ready and w.proc.sentinel not in ready):
+                    continue
+                cfg, wall = w.cfg, time.perf_counter() - w.started
+                try:
+                    if w.conn.poll():
+                        status, summary, message = w.conn.recv()
+                        w.cfg = None
+                        report(status, cfg, summary, message, wall)
+                        continue
+                except (EOFError, OSError):
+                    pass
+                w.proc.join(timeout=30)
+                if w.proc.is_alive():  # pipe broke but the process lives: not ours to trust
+                    w.proc.kill()
+                    w.proc.join()
+                error = _exit_reason(w.proc.exitcode)
+                record_failure(store, cfg, error, ex)
+                report("failed", cfg, {}, error, wall)
+                workers[i] = start(i)
+    finally:
+        for w in workers:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        for w in workers:
+            w.proc.join(timeout=10)
+            if w.proc.is_alive():
+                w.proc.kill()
+
+
+def _replace_device(ex: Execution, device: str) -> Execution:
+    return Execution(device=device, results_dir=ex.results_dir, progress=False, verbose=False)
+
+
+# ------------------------------------------------------------------------------ ray executor
+def ray_train(cfg_dict: dict[str, Any], data_root: str, device: str) -> dict[str, Any]:
+    """One run in a Ray task: train into a private store, return its run row and metrics."""
+    cfg = RunConfig.from_dict(cfg_dict)
+    with tempfile.TemporaryDirectory(prefix="sam-sweep-") as tmp:
+        ex = Execution(device=device, results_dir=Path(tmp), progress=False)
+        store = Store(Path(tmp) / "runs.sqlite")
+        try:
+            workload = workload_for_run(cfg)
+            workload.setup_data(Path(data_root), torch.device(device))
+            out = train_run(workload, cfg, store, ex)
+            message = out.message
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            record_failure(store, cfg, message, ex)
+        row, metrics = store.get_run(cfg.run_id), store.metrics(cfg.run_id)
+        store.close()
+    return {"run": row, "metrics": metrics, "message": message}
+
+
+def run_ray(configs, store: Store, ex: Execution, data_root: Path, address: str | None, report):
+    """Train ``configs`` as Ray tasks; the driver alone writes the store."""
+    import ray
+
+    remote = ray.remote(ray_train).options(
+        max_retries=0,  # a run that kills its worker is recorded failed, not retried
+        **({"num_gpus": 1} if ex.device == "cuda" else {"num_cpus": 1}),
+    )
+    device = "cuda" if ex.device == "cuda" else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES per task
+    refs = {
+        remote.remote(c.to_dict(), str(data_root), device): (c, time.perf_counter())
+        for c in configs
+    }
+    while refs:
+        [ref], _ = ray.wait(list(refs), num_returns=1)
+        cfg, t0 = refs.pop(ref)
+        wall = time.perf_counter() - t0
+        try:
+            result = ray.get(ref)
+        except Exception as exc:  # the task's process died (segfault, OOM kill, os._exit)
+            error = f"ray task died: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            record_failure(store, cfg, error, ex)
+            report("failed", cfg, {}, error, wall)
+            continue
+        store.import_run(result["run"], result["metrics"])
+        run = result["run"]
+        report(run["status"], cfg, run["summary"] or {}, run["error"] or "", wall)
+
+
+# -------------------------------------------------------------------------------------- main
+def _statuses(path: Path, configs: list[RunConfig]) -> dict[str, str]:
+    """Stored status of each config that has a row (read only; no file is created)."""
+    if not path.exists():
+        return {}
+    with Store(path) as store:
+        return {c.run_id: row["status"] for c in configs if (row := store.get_run(c.run_id))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        if args.ray_address and args.executor != "ray":
+            raise UsageError("--ray-address needs --executor ray")
+        if args.device == "cuda" and args.executor == "local" and not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available on this machine")
+        sweep = load_sweep(args.spec, rho_grid=args.rho_grid)
+        results_dir = Path(args.results)
+        db = results_dir / "runs.sqlite"
+        status = _statuses(db, sweep.configs)
+    except (UsageError, SpecError, StoreError) as exc:
+        print(f"sweep.py: error: {exc}", file=sys.stderr)
+        return 2
+
+    todo = [c for c in sweep.configs if status.get(c.run_id) not in FINISHED]
+    before = Counter(status.get(c.run_id, "new") for c in sweep.configs)
+    n_workers = min(
+        args.workers
+        or (
+            torch.cuda.device_count()
+            if args.device == "cuda"
+            else max(1, (os.cpu_count() or 1) // 2)
+        ),
+        max(len(todo), 1),
+    )
+    where = (
+        f"ray ({args.ray_address or 'local'})"
+        if args.executor == "ray"
+        else f"{n_workers} worker(s)"
+    )
+    print(
+        f"sweep {sweep.name}: {len(sweep.configs)} run(s); {before['done']} done, "
+        f"{before['diverged']} diverged (skipped); {len(todo)} to run "
+        f"({before['new']} new, {before['running']} interrupted, {before['failed']} failed before) "
+        f"on {where}, device {args.device}"
+    )
+    if args.dry_run:
+        for c in todo:
+            print(f"  {status.get(c.run_id, 'new'):<8} {_label(c)}  id {c.run_id}")
+        return 0
+    if not todo:
+        print("nothing to run: every run of this sweep is finished")
+        return 0
+
+    try:
+        store = Store(db)
+        ray_ctx = _init_ray(args) if args.executor == "ray" else None
+    except (UsageError, StoreError) as exc:
+        print(f"sweep.py: error: {exc}", file=sys.stderr)
+        return 2
+    ex = Execution(device=args.device, results_dir=results_dir, progress=False)
+    data_root = resolve_data_root(args.data_root)
+    counts: Counter[str] = Counter()
+    t0 = time.perf_counter()
+
+    def report(st: str, cfg: RunConfig, summary: dict, message: str, wall: float) -> None:
+        counts[st] += 1
+        n = sum(counts.values())
+        print(
+            f"[{n:>{len(str(len(todo)))}}/{len(todo)}] {_result_line(st, cfg, summary, message, wall)}",
+            flush=True,
+        )
+
+    try:
+        if ray_ctx is None:
+            run_local(todo, store, ex, data_root, n_workers, report)
+        else:
+            run_ray(todo, store, ex, data_root, args.ray_address, report)
+    finally:
+        store.close()
+        if ray_ctx is not None:
+            import ray
+
+            ray.shutdown()
+    shown = ", ".join(
+        f"{counts[s]} {s}" for s in ("done", "diverged", "failed", "skipped") if counts[s]
+    )
+    print(f"sweep {sweep.name}: {shown} in {time.perf_counter() - t0:.0f}s; store {db}")
+    return 1 if counts["failed"] else 0
+
+
+def _init_ray(args: argparse.Namespace) -> object:
+    import ray
+
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+    # a local Ray gets this checkout on its workers' path; a cluster's nodes bring their own
+    ctx = ray.init(
+        address=args.ray_address,
+        include_dashboard=False,
+        runtime_env=None if args.ray_address else {"env_vars": env},
+        log_to_driver=False,
+    )
+    if args.device == "cuda" and not ray.cluster_resources().get("GPU"):
+        ray.shutdown()
+        raise UsageError("--device cuda: the Ray cluster has no GPUs")
+    return ctx
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Sweep specs: a YAML file that names workloads x widths x optimizers x rhos x seeds x flags.
+
+    name: quick                  # printed with the plan
+    description: ...             # optional, free text
+    preset: quick                # defaults for every entry: preset, seeds, optimizers, rho
+    seeds: [0, 1, 2]
+    optimizers: [base, sam]      # base (the workload's own optimizer) | sam | sgd | adam | adamw
+    rho: default                 # default (the config's rho) | paper (its rho_grid) | 0.05 | [..]
+    entries:
+      - workload: mnist-mlp      # a registered name (python runners/run.py --list)
+        widths: [0.25x, 1x, 4x]  # or "all": the workload's paper grid
+        preset: smoke            # optional; any top-level default can be given per entry
+        overrides: {num_epochs: 3}         # workload config fields, as run.py's --key=value
+        grid: {label_noise: [0.0, 0.2]}    # workload config fields, one set of runs per value
+        flags: {precision: fp32, adaptive: false, m_sharpness: 0, micro_batch_size: 0}
+
+The file only declares; every key and value is checked before anything runs (a typo'd key is
+an error that names it, where it is, and the valid keys), and each entry is expanded by
+``runners.plan.expand_grid``, the same function ``runners/run.py`` uses, so the same experiment
+gets the same run id whichever command asked for it. ``rho_grid`` (the sweep CLI's
+``--rho-grid``) replaces every entry's ``rho``. SAM's rho is chosen per width on validation by
+the report (``results/tables.py``), never here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from domains import ConfigError, UnknownWorkloadError, create_workload, get_spec
+from runners.config import PRECISIONS, RunConfig
+from runners.plan import PlanError, expand_grid
+from samcore import WidthError, parse_width, parse_widths
+
+__all__ = ["SpecError", "Sweep", "load_sweep", "parse_rho"]
+
+DEFAULT_KEYS = ("preset", "seeds", "optimizers", "rho")
+TOP_KEYS = ("name", "description", *DEFAULT_KEYS, "entries")
+ENTRY_KEYS = ("workload", "widths", *DEFAULT_KEYS, "overrides", "grid", "flags")
+FLAG_DEFAULTS: dict[str, Any] = {
+    "precision": "fp32",
+    "adaptive": False,
+    "m_sharpness": 0,
+    "micro_batch_size": 0,
+}
+OPTIMIZERS = ("base", "sam", "sgd", "adam", "adamw")
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot be run: the message says where and what is expected."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    configs: list[RunConfig]
+    """every run of the sweep, in spec order, each config once"""
+
+
+def _check_keys(d: Any, valid: tuple[str, ...], where: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: expected a mapping of {', '.join(valid)}, got {d!r}")
+    for key in d:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SpecError(f"{where}: unknown key {key!r}{hint} (valid keys: {', '.join(valid)})")
+    return d
+
+
+def parse_rho(value: Any, where: str) -> str | list[float]:
+    """``paper`` | ``default`` | a number | a list of numbers | ``"0.01,0.05"`` (CLI form)."""
+    if value in ("paper", "default"):
+        return value
+    items = value.split(",") if isinstance(value, str) else value
+    items = items if isinstance(items, list) else [items]
+    try:
+        rhos = [float(v) for v in items if not isinstance(v, bool)]
+    except (TypeError, ValueError):
+        rhos = []
+    if not items or len(rhos) != len(items) or any(not (0 <= r < float("inf")) for r in rhos):
+        raise SpecError(f"{where}: rho must be 'paper', 'default', or numbers >= 0, got {value!r}")
+    return rhos
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+        and len(set(value)) == len(value)
+    )
+    if not ok:
+        raise SpecError(f"{where}: seeds must be a list of distinct integers >= 0, got {value!r}")
+    return value
+
+
+def _optimizers(value: Any, where: str) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    bad = [o for o in items if o not in OPTIMIZERS]
+    if not items or bad:
+        raise SpecError(
+            f"{where}: unknown optimizer {bad[0] if bad else value!r}; "
+            f"expected a list of {', '.join(OPTIMIZERS)}"
+        )
+    return items
+
+
+def _widths(value: Any, grid: tuple[float, ...], where: str) -> list[float]:
+    try:
+        if isinstance(value, str):
+            return parse_widths(value, grid)
+        if isinstance(value, list) and value:
+            return [parse_width(v) for v in value]
+        raise WidthError(f"widths must be a list like [1x, 4x] or 'all', got {value!r}")
+    except WidthError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def _flags(value: Any, where: str) -> dict[str, Any]:
+    flags = {**FLAG_DEFAULTS, **_check_keys(value, tuple(FLAG_DEFAULTS), where)}
+    if flags["precision"] not in PRECISIONS:
+        raise SpecError(f"{where}: precision must be one of {PRECISIONS}")
+    if not isinstance(flags["adaptive"], bool):
+        raise SpecError(f"{where}: adaptive must be true or false")
+    for k in ("m_sharpness", "micro_batch_size"):
+        v = flags[k]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise SpecError(f"{where}: {k} must be an integer >= 0, got {v!r}")
+    return flags
+
+
+def _config_keys(workload_name: str, preset: str, keys: list[str], where: str) -> None:
+    """Unknown workload config keys, with a suggestion (create_workload would say it too,
+    without the close match)."""
+    valid = [f.name for f in dataclasses.fields(create_workload(workload_name, preset).config)]
+    for key in keys:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SpecError(
+                f"{where}: unknown config key {key!r} for {workload_name}{hint} "
+                f"(python runners/run.py --workload {workload_name} --list-config shows them)"
+            )
+
+
+def _expand_entry(
+    entry: dict[str, Any], defaults: dict[str, Any], rho_grid: str | None, where: str
+) -> list[RunConfig]:
+    if "workload" not in entry:
+        raise SpecError(f"{where}: missing key 'workload'")
+    name = entry["workload"]
+    where = f"{where} ({name})"
+    try:
+        get_spec(name)
+    except UnknownWorkloadError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    merged = {**defaults, **{k: entry[k] for k in DEFAULT_KEYS if k in entry}}
+    for key in ("preset", "seeds", "optimizers"):
+        if key not in merged:
+            raise SpecError(f"{where}: no {key!r}, here or at the top level")
+    preset = merged["preset"]
+    if preset not in get_spec(name).presets:
+        raise SpecError(
+            f"{where}: unknown preset {preset!r}; expected one of {get_spec(name).presets}"
+        )
+    seeds = _seeds(merged["seeds"], where)
+    optimizers = _optimizers(merged["optimizers"], where)
+    rho = parse_rho(rho_grid if rho_grid is not None else merged.get("rho", "default"), where)
+    overrides = entry.get("overrides") or {}
+    grid = entry.get("grid") or {}
+    for key, d in (("overrides", overrides), ("grid", grid)):
+        if not isinstance(d, dict):
+            raise SpecError(f"{where}: {key} must be a mapping of config field: value")
+    both = sorted(set(overrides) & set(grid))
+    if both:
+        raise SpecError(f"{where}: {both} given both in overrides and in grid")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where}: grid {key!r} must be a non-empty list of values")
+    _config_keys(name, preset, [str(k) for k in (*overrides, *grid)], where)
+    flags = _flags(entry.get("flags") or {}, f"{where}: flags")
+    if "widths" not in entry:
+        raise SpecError(f"{where}: missing key 'widths' (a list like [1x, 4x], or 'all')")
+
+    configs = []
+    for values in itertools.product(*grid.values()):
+        point = {**overrides, **dict(zip(grid, values))}
+        try:
+            workload = create_workload(name, preset, **point)
+            rhos = {"paper": list(workload.config.rho_grid), "default": [workload.config.rho]}
+            configs += expand_grid(
+                workload,
+                preset,
+                widths=_widths(entry["widths"], workload.widths, where),
+                optimizers=optimizers,
+                rhos=rhos.get(rho, rho) if isinstance(rho, str) else rho,
+                seeds=seeds,
+                **flags,
+            )
+        except (ConfigError, PlanError, ValueError) as exc:
+            at = f" at {point}" if grid else ""
+            raise SpecError(f"{where}{at}: {exc}") from None
+    return configs
+
+
+def load_sweep(path: str | Path, rho_grid: str | None = None) -> Sweep:
+    """Read, check and expand a spec; ``rho_grid`` ('paper', 'default', '0.01,0.05')
+    replaces every entry's rho. Raises SpecError (one line) on anything wrong."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError(f"cannot read sweep spec {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    where = path.name
+    _check_keys(data, TOP_KEYS, where)
+    if rho_grid is not None:
+        parse_rho(rho_grid, "--rho-grid")
+    entries = data.get("entries")
+    if not isinstance(entries, list) or not entries:
+        raise SpecError(f"{where}: 'entries' must be a non-empty list of workload entries")
+    defaults = {k: data[k] for k in DEFAULT_KEYS if k in data}
+    configs: dict[str, RunConfig] = {}
+    for i, entry in enumerate(entries):
+        at = f"{where}: entries[{i}]"
+        for cfg in _expand_entry(_check_keys(entry, ENTRY_KEYS, at), defaults, rho_grid, at):
+            configs.setdefault(cfg.run_id, cfg)  # an experiment two entries name runs once
+    return Sweep(name=str(data.get("name", path.stem)), configs=list(configs.values()))
