@@ -266,24 +266,22 @@ def _replace_device(ex: Execution, device: str) -> Execution:
 # ------------------------------------------------------------------------------ ray executor
 def ray_train(cfg_dict: dict[str, Any], data_root: str, device: str) -> dict[str, Any]:
     """One run in a Ray task: train into a private store, return its run row and metrics."""
-    cfg = RunConfig.from_dict(cfg_dict)
+    cfg, t0 = RunConfig.from_dict(cfg_dict), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sam-sweep-") as tmp:
         ex = Execution(device=device, results_dir=Path(tmp), progress=False)
         store = Store(Path(tmp) / "runs.sqlite")
         try:
             workload = workload_for_run(cfg)
             workload.setup_data(Path(data_root), torch.device(device))
-            out = train_run(workload, cfg, store, ex)
-            message = out.message
+            train_run(workload, cfg, store, ex)
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            record_failure(store, cfg, message, ex)
+            record_failure(store, cfg, f"{type(exc).__name__}: {exc}", ex)
         row, metrics = store.get_run(cfg.run_id), store.metrics(cfg.run_id)
         store.close()
-    return {"run": row, "metrics": metrics, "message": message}
+    return {"run": row, "metrics": metrics, "wall": time.perf_counter() - t0}
 
 
-def run_ray(configs, store: Store, ex: Execution, data_root: Path, address: str | None, report):
+def run_ray(configs, store: Store, ex: Execution, data_root: Path, report):
     """Train ``configs`` as Ray tasks; the driver alone writes the store."""
     import ray
 
@@ -309,7 +307,7 @@ def run_ray(configs, store: Store, ex: Execution, data_root: Path, address: str 
             continue
         store.import_run(result["run"], result["metrics"])
         run = result["run"]
-        report(run["status"], cfg, run["summary"] or {}, run["error"] or "", wall)
+        report(run["status"], cfg, run["summary"] or {}, run["error"] or "", result["wall"])
 
 
 # -------------------------------------------------------------------------------------- main
@@ -368,10 +366,16 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to run: every run of this sweep is finished")
         return 0
 
+    own_ray = False
     try:
+        if args.executor == "ray":
+            own_ray = _init_ray(args)  # before the store: a cluster without GPUs writes nothing
         store = Store(db)
-        ray_ctx = _init_ray(args) if args.executor == "ray" else None
     except (UsageError, StoreError) as exc:
+        if own_ray:
+            import ray
+
+            ray.shutdown()
         print(f"sweep.py: error: {exc}", file=sys.stderr)
         return 2
     ex = Execution(device=args.device, results_dir=results_dir, progress=False)
@@ -381,20 +385,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(st: str, cfg: RunConfig, summary: dict, message: str, wall: float) -> None:
         counts[st] += 1
-        n = sum(counts.values())
-        print(
-            f"[{n:>{len(str(len(todo)))}}/{len(todo)}] {_result_line(st, cfg, summary, message, wall)}",
-            flush=True,
-        )
+        n = f"[{sum(counts.values()):>{len(str(len(todo)))}}/{len(todo)}]"
+        print(f"{n} {_result_line(st, cfg, summary, message, wall)}", flush=True)
 
     try:
-        if ray_ctx is None:
-            run_local(todo, store, ex, data_root, n_workers, report)
+        if args.executor == "ray":
+            run_ray(todo, store, ex, data_root, report)
         else:
-            run_ray(todo, store, ex, data_root, args.ray_address, report)
+            run_local(todo, store, ex, data_root, n_workers, report)
     finally:
         store.close()
-        if ray_ctx is not None:
+        if own_ray:
             import ray
 
             ray.shutdown()
@@ -405,22 +406,25 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _init_ray(args: argparse.Namespace) -> object:
+def _init_ray(args: argparse.Namespace) -> bool:
     import ray
 
     repo = str(Path(__file__).resolve().parents[1])
     env = {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
     # a local Ray gets this checkout on its workers' path; a cluster's nodes bring their own
-    ctx = ray.init(
-        address=args.ray_address,
-        include_dashboard=False,
-        runtime_env=None if args.ray_address else {"env_vars": env},
-        log_to_driver=False,
-    )
+    ours = not ray.is_initialized()  # a caller (a test, a notebook) may have started it
+    if ours:
+        ray.init(
+            address=args.ray_address,
+            include_dashboard=False,
+            runtime_env=None if args.ray_address else {"env_vars": env},
+            log_to_driver=False,
+        )
     if args.device == "cuda" and not ray.cluster_resources().get("GPU"):
-        ray.shutdown()
+        if ours:
+            ray.shutdown()
         raise UsageError("--device cuda: the Ray cluster has no GPUs")
-    return ctx
+    return ours
 
 
 if __name__ == "__main__":

@@ -1,0 +1,326 @@
+"""runners/sweep.py: spec checking, skip and resume, fault isolation, and the Ray executor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from domains import create_workload
+from runners import run as run_cli_module
+from runners.sweep import main
+from runners.sweep_spec import load_sweep
+from tests.conftest import REPO, run_cli
+
+SMOKE_SPEC = """
+name: t
+preset: smoke
+seeds: [0]
+optimizers: [base, sam]
+entries:
+  - workload: synthetic-regression
+    widths: [1x]
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute(
+            "SELECT workload, optimizer, seed, status, error FROM runs ORDER BY started_at, id"
+        ).fetchall()
+
+
+# ----------------------------------------------------------------------------- spec checking
+HEAD = "name: t\npreset: smoke\nseeds: [0]\noptimizers: [base, sam]\n"
+
+
+def _entry(fields: str) -> str:
+    return HEAD + "entries:\n  - {workload: synthetic-regression, widths: [1x]" + fields + "}\n"
+
+
+BAD_SPECS = [
+    (_entry("").replace("seeds:", "seed:"), "t.yaml: unknown key 'seed'; did you mean 'seeds'?"),
+    (_entry(", widht: [2x]"), "entries[0]: unknown key 'widht'; did you mean 'widths'?"),
+    (_entry("").replace("regression", "regresion"), "unknown workload 'synthetic-regresion'"),
+    (_entry("").replace("[1x]", "[1x, 4y]"), "width must be a positive multiplier"),
+    (_entry(", rho: -1"), "rho must be 'paper', 'default', or numbers >= 0, got -1"),
+    (
+        _entry(", overrides: {num_epoch: 3}"),
+        "unknown config key 'num_epoch' for synthetic-regression; did you mean 'num_epochs'?",
+    ),
+    (_entry(", overrides: {num_epochs: abc}"), "num_epochs expects an integer"),
+    (_entry(", optimizers: [sgdd]"), "unknown optimizer 'sgdd'"),
+    (_entry(", preset: quik"), "unknown preset 'quik'"),
+    (_entry(", flags: {precison: bf16}"), "unknown key 'precison'; did you mean 'precision'?"),
+    (HEAD + "entries: [\n", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_SPECS)
+def test_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, text, message):
+    spec = _write(tmp_path, text, "t.yaml")
+    assert main([str(spec), "--results", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sweep.py: error: "), err
+    assert message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_cli_input_exit_2(tmp_path, capsys):
+    spec = _write(tmp_path, SMOKE_SPEC)
+    for argv, message in (
+        (["--rho-grid", "-1"], "rho must be"),
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--executor", "slurm"], "invalid choice"),
+    ):
+        assert main([str(spec), "--results", str(tmp_path / "out"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert main([str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read sweep spec" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_expansion_matches_run_py_and_rho_grid_modes(tmp_path):
+    spec = _write(
+        tmp_path,
+        """
+        preset: smoke
+        seeds: [0, 1]
+        optimizers: [base, sam]
+        entries:
+          - {workload: synthetic-regression, widths: [1x, 3x], rho: [0.05, 0.1]}
+          - {workload: synthetic-regression, widths: "1x", rho: 0.05}   # all named above: no new runs
+        """,
+    )
+    sweep = load_sweep(spec)
+    assert len(sweep.configs) == 2 * (1 + 2) * 2  # widths x (base + 2 rhos) x seeds
+    args, _ = run_cli_module.build_parser().parse_known_args(
+        ["--width", "1x,3x", "--optimizer", "both", "--rho", "0.05,0.1", "--seeds", "0,1"]
+    )
+    from_run_py = run_cli_module._plan(
+        create_workload("synthetic-regression", "smoke"), args, "smoke"
+    )
+    assert [c.run_id for c in sweep.configs] == [c.run_id for c in from_run_py]
+
+    grid = create_workload("synthetic-regression", "smoke").config.rho_grid
+    paper = load_sweep(spec, rho_grid="paper").configs
+    assert sorted({c.rho for c in paper if c.optimizer == "sam"}) == sorted(grid)
+    assert len(paper) == 2 * (1 + len(grid)) * 2
+    assert {c.rho for c in load_sweep(spec, rho_grid="0.2").configs} == {0.0, 0.2}
+    default = create_workload("synthetic-regression", "smoke").config.rho
+    assert {c.rho for c in load_sweep(spec, rho_grid="default").configs} == {0.0, default}
+
+
+def test_grid_axis_overrides_and_flags(tmp_path):
+    spec = _write(
+        tmp_path,
+        """
+        preset: smoke
+        seeds: [3]
+        optimizers: [sam]
+        entries:
+          - workload: synthetic-regression
+            widths: [2x]
+            overrides: {num_epochs: 1}
+            grid: {noise_std: [0.5, 1.0]}
+            flags: {adaptive: true, m_sharpness: 16}
+        """,
+    )
+    configs = load_sweep(spec).configs
+    assert sorted(c.workload_config["noise_std"] for c in configs) == [0.5, 1.0]
+    assert all(c.workload_config["num_epochs"] == 1 and c.adaptive for c in configs)
+    assert all(c.m_sharpness == 16 and c.width == 2.0 and c.seed == 3 for c in configs)
+
+
+# ------------------------------------------------------------------------------- execution
+def test_sweep_runs_then_skips_everything_and_bad_spec_keeps_store(tmp_path):
+    spec = _write(tmp_path, SMOKE_SPEC)
+    first = run_cli([str(spec), "--results", "out", "--workers", "2"], tmp_path, script="sweep.py")
+    assert first.returncode == 0, first.stderr
+    assert "2 to run" in first.stdout and "2 done" in first.stdout
+    db = tmp_path / "out" / "runs.sqlite"
+    assert [r[3] for r in _rows(db)] == ["done", "done"]
+    before = db.read_bytes()
+    again = run_cli([str(spec), "--results", "out"], tmp_path, script="sweep.py")
+    assert again.returncode == 0 and "2 done, 0 diverged (skipped); 0 to run" in again.stdout
+    assert "nothing to run" in again.stdout and db.read_bytes() == before
+
+    bad = _write(tmp_path, SMOKE_SPEC.replace("widths", "widht"), "bad.yaml")
+    res = run_cli([str(bad), "--results", "out"], tmp_path, script="sweep.py")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert db.read_bytes() == before
+
+
+FAULTS_DRIVER = '''
+"""A sweep driver with a test-only workload; spawned workers import this file too, so the
+workload is registered there as well. data_seed 13 kills the worker (os._exit) in its second
+epoch; data_seed 14 raises inside the training loop."""
+import os
+import sys
+
+from domains import create_workload, register
+
+
+@register("test-sweep-faults", domain="synthetic", presets=("smoke",))
+def faults(preset="smoke", **overrides):
+    workload = create_workload("synthetic-regression", preset, **overrides)
+    base = type(workload)
+
+    class Faulty(base):
+        def train_batches(self, epoch, generator):
+            if self.config.data_seed == 13 and epoch == 1:
+                os._exit(3)
+            if self.config.data_seed == 14:
+                raise RuntimeError("boom from the test workload")
+            yield from base.train_batches(self, epoch, generator)
+
+    workload.__class__ = Faulty
+    return workload
+
+
+if __name__ == "__main__":
+    from runners.sweep import main
+
+    sys.exit(main())
+'''
+
+
+def test_crash_raise_and_divergence_do_not_stop_the_sweep(tmp_path):
+    (tmp_path / "driver.py").write_text(FAULTS_DRIVER)
+    spec = _write(
+        tmp_path,
+        """
+        preset: smoke
+        seeds: [0]
+        optimizers: [base]
+        entries:
+          - {workload: test-sweep-faults, widths: [1x], grid: {data_seed: [13, 14, 0]}}
+          - {workload: synthetic-regression, widths: [1x], overrides: {learning_rate: 1.0e+6}}
+        """,
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    res = subprocess.run(
+        [sys.executable, "driver.py", str(spec), "--results", "out", "--workers", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 1, res.stdout + res.stderr  # failures, and every run was tried
+    assert "1 done, 1 diverged, 2 failed" in res.stdout
+    with sqlite3.connect(tmp_path / "out" / "runs.sqlite") as con:
+        rows = dict(
+            con.execute(
+                "SELECT json_extract(config, '$.run.workload_config.data_seed') || '/' || "
+                "workload, status || ': ' || coalesce(error, '') FROM runs"
+            ).fetchall()
+        )
+    assert rows["13/test-sweep-faults"] == "failed: worker process exited with code 3"
+    assert rows["14/test-sweep-faults"] == "failed: RuntimeError: boom from the test workload"
+    assert rows["0/test-sweep-faults"] == "done: "
+    assert rows["0/synthetic-regression"].startswith("diverged: non-finite training loss")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(p) for p in (task / "children").read_text().split()]
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _epochs_logged(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            return con.execute("SELECT COUNT(DISTINCT step) FROM metrics").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_killed_sweep_resumes_the_half_done_run_from_its_checkpoint(tmp_path):
+    spec = _write(
+        tmp_path,
+        """
+        preset: quick
+        seeds: [0]
+        optimizers: [sam]
+        entries:
+          - workload: synthetic-regression
+            widths: [1x]
+            overrides: {num_train: 1024, num_val: 512, num_test: 512, batch_size: 64,
+                        num_epochs: 30, warmup_steps: 8}
+        """,
+    )
+    args = [sys.executable, str(REPO / "runners" / "sweep.py"), str(spec), "--results", "out"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    db = tmp_path / "out" / "runs.sqlite"
+    deadline = time.time() + 120
+    while _epochs_logged(db) < 5 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.05)
+    assert driver.poll() is None, "sweep finished before it could be killed; make it longer"
+    workers = _children(driver.pid)
+    assert workers
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.communicate()
+    deadline = time.time() + 30
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in workers), "workers outlived the killed driver"
+    assert [r[3] for r in _rows(db)] == ["running"]
+
+    res = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 to run (0 new, 1 interrupted" in res.stdout
+    assert "resumed from epoch" in res.stdout + res.stderr
+    assert [r[3] for r in _rows(db)] == ["done"]
+    assert _epochs_logged(db) == 30
+
+
+def test_ray_executor_writes_runs_into_the_driver_store(tmp_path, capsys):
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+        )
+    except Exception as exc:  # no local Ray here (sandbox, ports): nothing to test against
+        pytest.skip(f"ray cannot start: {exc}")
+    try:
+        spec = _write(
+            tmp_path, SMOKE_SPEC.replace("[base, sam]", "[base]").replace("[0]", "[0, 1]")
+        )
+        rc = main([str(spec), "--results", str(tmp_path / "out"), "--executor", "ray"])
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rows = _rows(tmp_path / "out" / "runs.sqlite")
+    assert sorted((r[1], r[2], r[3]) for r in rows) == [("sgd", 0, "done"), ("sgd", 1, "done")]
+    with sqlite3.connect(tmp_path / "out" / "runs.sqlite") as con:
+        per_run = con.execute("SELECT COUNT(DISTINCT step) FROM metrics GROUP BY run_id").fetchall()
+    assert per_run == [(2,), (2,)]  # smoke: 2 epochs, one metric row set per epoch
