@@ -109,8 +109,11 @@ def _result_line(
     status: str, cfg: RunConfig, summary: dict[str, Any], msg: str, wall: float
 ) -> str:
     target = summary.get("target")
-    val, test = summary.get(f"best/val_{target}"), summary.get(f"best/test_{target}")
-    metric = f"val/{target} {val:.5g}  test/{target} {test:.5g}  " if val is not None else ""
+    metric = "".join(
+        f"{split}/{target} {v:.5g}  "
+        for split in ("val", "test")
+        if (v := summary.get(f"best/{split}_{target}")) is not None
+    )
     tail = f"  {msg}" if msg and status != "done" else ""
     return f"{status:<8} {_label(cfg)}  {metric}{wall:.1f}s{tail}"
 

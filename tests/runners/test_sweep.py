@@ -324,3 +324,40 @@ def test_ray_executor_writes_runs_into_the_driver_store(tmp_path, capsys):
     with sqlite3.connect(tmp_path / "out" / "runs.sqlite") as con:
         per_run = con.execute("SELECT COUNT(DISTINCT step) FROM metrics GROUP BY run_id").fetchall()
     assert per_run == [(2,), (2,)]  # smoke: 2 epochs, one metric row set per epoch
+
+
+def _add_run(store, run_id: str, seed: int) -> None:
+    store.start_run(
+        run_id,
+        name=run_id,
+        workload="toy",
+        domain="synthetic",
+        optimizer="sgd",
+        base_optimizer="sgd",
+        width=1.0,
+        seed=seed,
+        rho=0.0,
+        preset="smoke",
+        config={"seed": seed},
+        n_params=100,
+        git_commit="x",
+        hardware="cpu",
+    )
+    store.log_metrics(run_id, 10, 1.0, {"train/loss_first_pass": 0.7, "val/mse": 0.5 + seed})
+    store.finish_run(run_id, "done", summary={"target": "mse", "best/val_mse": 0.5 + seed})
+
+
+def test_store_import_run_copies_a_run_and_is_idempotent(tmp_path):
+    from results.store import Store
+
+    with Store(tmp_path / "task.sqlite") as task, Store(tmp_path / "driver.sqlite") as driver:
+        _add_run(task, "r1", seed=1)
+        _add_run(driver, "r0", seed=0)
+        row, metrics = task.get_run("r1"), task.metrics("r1")
+        driver.import_run(row, metrics)
+        driver.import_run(row, metrics)  # a retried import changes nothing
+        assert driver.get_run("r1") == row and driver.metrics("r1") == metrics
+        assert driver.counts() == {"runs": 2, "metrics": 4}
+        assert driver.metrics("r0")[1]["value"] == 0.5  # the other run is untouched
+        with pytest.raises(ValueError, match="unknown columns"):
+            driver.import_run({**row, "colour": "red"}, [])
