@@ -249,7 +249,9 @@ def run_local(configs, store: Store, ex: Execution, data_root: Path, n_workers: 
                 error = _exit_reason(w.proc.exitcode)
                 record_failure(store, cfg, error, ex)
                 report("failed", cfg, {}, error, wall)
-                workers[i] = start(i)
+                w.cfg = None
+                if pending:  # a fresh process for the rest of the sweep
+                    workers[i] = start(i)
     finally:
         for w in workers:
             try:
