@@ -39,7 +39,7 @@ from domains import (
 from results.store import Store, StoreError
 from results.tables import workload_table
 from runners.config import OPTIMIZER_CHOICES, PRECISIONS, RunConfig
-from runners.plan import PlanError, expand_grid
+from runners.plan import PlanError, check_widths, expand_grid
 from runners.sharpness import MeasureError, MeasureSettings, measure_run
 from runners.train import Execution, RunOutcome, train_run
 from runners.train_ensemble import can_use_seed_ensemble, train_seeds
@@ -262,6 +262,10 @@ def _list(names: list[str], preset: str | None, overrides: dict[str, str], fmt: 
 def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[RunConfig]:
     """The grid: widths x optimizers x rhos x seeds, as RunConfigs (validated)."""
     widths = parse_widths(args.width, workload.widths)
+    try:  # fail now, not mid-grid, on a width the model cannot take
+        check_widths(workload, widths)
+    except PlanError as exc:
+        raise UsageError(f"--{exc}") from None
     rhos = _parse_floats(args.rho, "--rho") if args.rho is not None else [workload.config.rho]
     if any(not (r >= 0) or r == float("inf") for r in rhos):
         raise UsageError(f"--rho must be >= 0, got {args.rho}")
