@@ -361,3 +361,97 @@ def test_store_import_run_copies_a_run_and_is_idempotent(tmp_path):
         assert driver.metrics("r0")[1]["value"] == 0.5  # the other run is untouched
         with pytest.raises(ValueError, match="unknown columns"):
             driver.import_run({**row, "colour": "red"}, [])
+
+
+def _metric_rows(db: Path) -> dict[str, list[tuple]]:
+    """Per run (by optimizer): every metric row except wall-clock time, in step order."""
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT r.optimizer, m.step, m.key, m.value FROM metrics m JOIN runs r "
+            "ON r.id = m.run_id WHERE m.key != 'time/wall_s' ORDER BY r.optimizer, m.step, m.key"
+        ).fetchall()
+    out: dict[str, list[tuple]] = {}
+    for opt, step, key, value in rows:
+        out.setdefault(opt, []).append((step, key, value))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_sigkilled_worker_run_resumes_and_matches_an_uninterrupted_sweep(tmp_path):
+    """kill -9 of the worker mid-run (not the driver): the driver records that run as failed
+    and finishes; the rerun repeats nothing that finished, resumes the killed run from its
+    checkpoint, and every metric row then equals an uninterrupted sweep's (CPU, same seed)."""
+    spec = _write(
+        tmp_path,
+        """
+        preset: quick
+        seeds: [0]
+        optimizers: [sgd, sam]
+        entries:
+          - workload: synthetic-regression
+            widths: [1x]
+            overrides: {num_train: 1024, num_val: 512, num_test: 512, batch_size: 64,
+                        num_epochs: 24, warmup_steps: 8}
+        """,
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+
+    def sweep(out: str, **kw) -> subprocess.Popen:
+        args = [sys.executable, str(REPO / "runners" / "sweep.py"), str(spec)]
+        return subprocess.Popen(
+            args + ["--results", out, "--workers", "1"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kw,
+        )
+
+    ref = sweep("ref")  # the uninterrupted sweep, in its own store
+    killed = sweep("out")
+    db = tmp_path / "out" / "runs.sqlite"
+
+    def sam_epochs() -> int:
+        try:
+            with sqlite3.connect(db, timeout=1) as con:
+                return con.execute(
+                    "SELECT COUNT(DISTINCT m.step) FROM metrics m JOIN runs r ON r.id = m.run_id "
+                    "WHERE r.optimizer = 'sam'"
+                ).fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 180
+    while sam_epochs() < 6 and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.05)
+    assert killed.poll() is None, "sweep finished before its worker could be killed"
+    workers = [  # the one worker (multiprocessing also starts a resource tracker)
+        p
+        for p in _children(killed.pid)
+        if _alive(p) and b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = killed.communicate(timeout=120)
+    assert killed.returncode == 1, out + err  # a failed run: exit 1, and the driver went on
+    status = {r[1]: (r[3], r[4]) for r in _rows(db)}
+    assert status["sgd"][0] == "done"
+    assert status["sam"] == ("failed", "worker process killed by SIGKILL")
+    with sqlite3.connect(db) as con:
+        sgd_before = con.execute("SELECT * FROM runs WHERE optimizer = 'sgd'").fetchone()
+
+    rerun = sweep("out")
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out + err
+    assert "1 to run (0 new, 0 interrupted, 1 failed before)" in out
+    assert "resumed from epoch" in out + err
+    ref.communicate(timeout=300)
+    assert ref.returncode == 0
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("SELECT * FROM runs WHERE optimizer = 'sgd'").fetchone() == sgd_before
+    assert {r[1]: r[3] for r in _rows(db)} == {"sgd": "done", "sam": "done"}
+    got, want = _metric_rows(db), _metric_rows(tmp_path / "ref" / "runs.sqlite")
+    assert len(got["sam"]) == len(want["sam"]) > 0
+    assert got == want
