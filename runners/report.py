@@ -22,6 +22,7 @@ from results.late_phase import late_phase_table
 from results.sharpness_report import sharpness_figures, sharpness_tables
 from results.store import Store, StoreError
 from results.tables import is_late_phase, write_tables
+from results.theory_figures import linear_convergence_figure, patch_heatmap
 
 Section = Callable[[Store, Path, str | None], str]
 """(store, results folder, workload or None for all) -> text for the terminal"""
@@ -47,6 +48,24 @@ def write_late_phase(store: Store, results_dir: Path, workload: str | None = Non
     for name, text in zip(names, texts, strict=True):
         atomic_write(results_dir / "tables" / f"late_phase_{name}.md", text)
     return "\n".join(texts)
+
+
+def write_theory(store: Store, results_dir: Path, workload: str | None = None) -> str:
+    """results/theory_figures.py over the theory runs (runners/theory.py), where there are any."""
+    written = []
+    if workload in (None, "synthetic-patch-cnn"):
+        try:
+            written.append(patch_heatmap(store, results_dir))
+        except ValueError:
+            pass  # no patch-CNN runs in this store
+    if workload in (None, "synthetic-regression"):
+        try:
+            written += linear_convergence_figure(store, results_dir, fit_from=0.5)
+        except ValueError:
+            pass  # no full-batch noiseless-teacher runs in this store
+    if not written:
+        return "(no theory runs stored; python runners/theory.py patch-heatmap | linear-convergence)\n"
+    return "".join(f"wrote {p}\n" for p in written)
 
 
 def write_tensorboard(store: Store, results_dir: Path, workload: str | None = None) -> str:
@@ -84,7 +103,7 @@ SECTIONS: dict[str, Section] = {
     "figures": write_figures,  # results/figures.py: Fig. 1 layout, training curves, rho vs width
     "sharpness": write_sharpness,  # results/sharpness_report.py: measures vs width, Kendall tau
     "late_phase": write_late_phase,  # results/late_phase.py: SAM switched on late
-    # theory figures come from their own runs: python runners/theory.py (results/theory_figures.py)
+    "theory": write_theory,  # results/theory_figures.py: patch-CNN heatmaps, linear convergence
 }
 OPTIONAL_SECTIONS: dict[str, Section] = {"tensorboard": write_tensorboard}
 

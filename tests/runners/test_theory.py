@@ -86,6 +86,14 @@ def test_patch_heatmap_smoke_end_to_end(tmp_path, capsys):
     }
     assert cells == {(1.0, "sgd"), (1.0, "sam"), (4.0, "sgd"), (4.0, "sam")}
 
+    # the report regenerates the heatmap from the store alone
+    figure = tmp_path / "figures" / "patch_heatmap_w1.png"
+    figure.unlink()
+    from runners.report import main as report_main
+
+    assert report_main(["--results", str(tmp_path), "--sections", "theory"]) == 0
+    assert figure.stat().st_size > 0
+
 
 def test_linear_convergence_tiny_end_to_end(tmp_path, capsys):
     argv = ["linear-convergence", "--widths", "1x", "--steps", "5", "--results", str(tmp_path)]
