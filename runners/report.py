@@ -64,7 +64,9 @@ def write_theory(store: Store, results_dir: Path, workload: str | None = None) -
         except ValueError:
             pass  # no full-batch noiseless-teacher runs in this store
     if not written:
-        return "(no theory runs stored; python runners/theory.py patch-heatmap | linear-convergence)\n"
+        return (
+            "(no theory runs stored; python runners/theory.py patch-heatmap | linear-convergence)\n"
+        )
     return "".join(f"wrote {p}\n" for p in written)
 
 
