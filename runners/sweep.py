@@ -88,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument(
         "--rho-grid",
+        nargs="?",
+        const="paper",
         default=None,
-        help="replace every entry's rho: paper (the workload's grid), default, or 0.01,0.05",
+        help="tune rho: replace every entry's rho by paper (the workload's grid; the default "
+        "when the flag has no value), default, or 0.01,0.05; chosen per width on validation",
     )
     return p
 

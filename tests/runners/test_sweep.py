@@ -15,7 +15,7 @@ import pytest
 
 from domains import create_workload
 from runners import run as run_cli_module
-from runners.sweep import main
+from runners.sweep import build_parser, main
 from runners.sweep_spec import load_sweep
 from tests.conftest import REPO, run_cli
 
@@ -123,6 +123,7 @@ def test_expansion_matches_run_py_and_rho_grid_modes(tmp_path):
     assert {c.rho for c in load_sweep(spec, rho_grid="0.2").configs} == {0.0, 0.2}
     default = create_workload("synthetic-regression", "smoke").config.rho
     assert {c.rho for c in load_sweep(spec, rho_grid="default").configs} == {0.0, default}
+    assert build_parser().parse_args([str(spec), "--rho-grid"]).rho_grid == "paper"
 
 
 def test_grid_axis_overrides_and_flags(tmp_path):
