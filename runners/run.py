@@ -20,7 +20,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
@@ -38,6 +38,7 @@ from domains import (
 )
 from results.store import Store, StoreError
 from results.tables import workload_table
+from runners.cli import Parser, UsageError
 from runners.config import OPTIMIZER_CHOICES, PRECISIONS, RunConfig
 from runners.plan import PlanError, check_widths, expand_grid
 from runners.sharpness import MeasureError, MeasureSettings, measure_run
@@ -46,17 +47,8 @@ from runners.train_ensemble import can_use_seed_ensemble, train_seeds
 from samcore import WidthError, count_params, format_width, parse_widths
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="run.py",
         allow_abbrev=False,
         description=__doc__.split("\n\n")[0],

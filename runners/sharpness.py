@@ -23,13 +23,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
 from domains import MissingDataError, Workload, resolve_data_root
 from results.store import Store, StoreError
 from runners.checkpoint import load_checkpoint
+from runners.cli import Parser, UsageError
 from runners.config import RunConfig, workload_for_run
 from runners.train import checkpoint_path
 from samcore.hessian import hessian_moments, hessian_top_eigenvalues, hessian_trace, num_examples
@@ -217,17 +218,8 @@ def measure_run(
     return {name: value for name, (value, _) in values.items()}
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sharpness.py", allow_abbrev=False, description=__doc__.split("\n\n")[0])
+    p = Parser(prog="sharpness.py", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="stored run ids")
     p.add_argument("--all", action="store_true", help="every done run of --workload")
     p.add_argument("--workload", default=None, help="with --all: the workload to measure")

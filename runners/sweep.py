@@ -44,12 +44,13 @@ from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
 from domains import get_spec, resolve_data_root
 from results.store import Store, StoreError
+from runners.cli import Parser, UsageError
 from runners.config import RunConfig, workload_for_run
 from runners.sweep_spec import SpecError, load_sweep
 from runners.train import Execution, git_commit, hardware_string, train_run
@@ -58,17 +59,8 @@ from samcore import format_width
 FINISHED = ("done", "diverged")  # outcomes a rerun would only reproduce: skipped
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="sweep.py",
         allow_abbrev=False,
         description=__doc__.split("\n\n")[0],

@@ -20,13 +20,14 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
 from domains import ConfigError, Workload, create_workload
 from results.store import Store, StoreError
 from results.theory_figures import linear_convergence_figure, patch_heatmap
+from runners.cli import Parser, UsageError
 from runners.config import RunConfig
 from runners.train import Execution, train_run
 from samcore import WidthError, format_width, parse_widths
@@ -56,17 +57,8 @@ LINEAR_CONVERGENCE: dict[str, Any] = {
 }
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="theory.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p = Parser(prog="theory.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     sub = p.add_subparsers(dest="experiment", required=True)
     heat = sub.add_parser("patch-heatmap", help="signal strength x dimension, GD vs SAM")
     heat.add_argument("--preset", default="quick", choices=tuple(PATCH_GRIDS))

@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,26 @@ def _record_start(
     return full_config
 
 
+def run_optimizer(
+    cfg: RunConfig, c: Any, target: Any, build: Callable[..., Any] = build_optimizer
+) -> torch.optim.Optimizer:
+    """The run's optimizer from its config: the base optimizer, or SAM around it (``build`` is
+    ``samcore.build_optimizer``, or the seed ensemble's builder for a stacked model)."""
+    return build(
+        target,
+        cfg.base_optimizer,
+        lr=c.learning_rate,
+        weight_decay=c.weight_decay,
+        momentum=c.momentum,
+        betas=c.betas,
+        eps=c.adam_eps,
+        sam=cfg.optimizer == "sam",
+        rho=cfg.rho,
+        adaptive=cfg.adaptive,
+        decay_norm_and_bias=c.decay_norm_and_bias,
+    )
+
+
 def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -> RunOutcome:
     """Train one run (or skip it if done, or resume it from its checkpoint) and store it."""
     run_id = cfg.run_id
@@ -164,19 +185,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     # plain model, so state_dict keys stay the same with and without --compile.
     step_model = torch.compile(model) if ex.compile else model
     n_params = count_params(model)
-    optimizer = build_optimizer(
-        model,
-        cfg.base_optimizer,
-        lr=c.learning_rate,
-        weight_decay=c.weight_decay,
-        momentum=c.momentum,
-        betas=c.betas,
-        eps=c.adam_eps,
-        sam=cfg.optimizer == "sam",
-        rho=cfg.rho,
-        adaptive=cfg.adaptive,
-        decay_norm_and_bias=c.decay_norm_and_bias,
-    )
+    optimizer = run_optimizer(cfg, c, model)
     steps_per_epoch = workload.steps_per_epoch()
     total_steps = c.num_epochs * steps_per_epoch
     scheduler = build_scheduler(

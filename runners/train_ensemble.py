@@ -38,6 +38,7 @@ from runners.train import (
     _record_start,
     _rng_state,
     checkpoint_path,
+    run_optimizer,
     train_run,
 )
 from samcore import (
@@ -89,19 +90,7 @@ def train_seeds(
 def _optimizer(cfg: RunConfig, c: Any, target: Any) -> torch.optim.Optimizer:
     """The run's optimizer on ``target`` (a model, or a SeedEnsemble), as train_run builds it."""
     build = build_ensemble_optimizer if isinstance(target, SeedEnsemble) else build_optimizer
-    return build(
-        target,
-        cfg.base_optimizer,
-        lr=c.learning_rate,
-        weight_decay=c.weight_decay,
-        momentum=c.momentum,
-        betas=c.betas,
-        eps=c.adam_eps,
-        sam=cfg.optimizer == "sam",
-        rho=cfg.rho,
-        adaptive=cfg.adaptive,
-        decay_norm_and_bias=c.decay_norm_and_bias,
-    )
+    return run_optimizer(cfg, c, target, build)
 
 
 def _seed_optimizer_state(
