@@ -362,6 +362,21 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     finally:
         bar.close()
 
+    return finish_run(store, ex, run_id, target, n_params, state, status, error)
+
+
+def finish_run(
+    store: Store,
+    ex: Execution,
+    run_id: str,
+    target: Any,
+    n_params: int,
+    state: dict[str, Any],
+    status: str,
+    error: str | None,
+    **extra: Any,
+) -> RunOutcome:
+    """Store a trained run's summary and final status (``extra`` goes into the summary)."""
     best = state["best"] or {}
     summary = {
         "target": target.name,
@@ -375,6 +390,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
         "examples_seen": state["examples"],
         "forward_backward_passes": state["passes"],
         "wall_time_s": state["wall_time_s"],
+        **extra,
     }
     if "diverged_step" in state:
         summary["diverged_step"] = state["diverged_step"]
@@ -386,8 +402,8 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
         wall_time_s=state["wall_time_s"],
         last_step=state["step"],
     )
-    if status == "done":
-        Path(str(ckpt) + ".prev").unlink(missing_ok=True)  # keep only the final model
+    if status == "done":  # keep only the final model
+        Path(str(checkpoint_path(ex.results_dir, run_id)) + ".prev").unlink(missing_ok=True)
     return RunOutcome(run_id, status, summary, error or "")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +37,7 @@ from runners.train import (
     _record_start,
     _rng_state,
     checkpoint_path,
+    finish_run,
     run_optimizer,
     train_run,
 )
@@ -256,35 +256,9 @@ def _train_ensemble(
     outcomes = {}
     for s, cfg in enumerate(cfgs):
         status, error = results.get(s, ("done", None))
-        st, best = states[s], states[s]["best"] or {}
-        summary = {
-            "target": target.name,
-            "target_mode": target.mode,
-            "n_params": n_params,
-            "best/epoch": best.get("epoch"),
-            f"best/val_{target.name}": best.get("val"),
-            f"best/test_{target.name}": best.get("test"),
-            "steps": st["step"],
-            "epochs": st["epoch"],
-            "examples_seen": st["examples"],
-            "forward_backward_passes": st["passes"],
-            "wall_time_s": st["wall_time_s"],
-            "seed_ensemble": S,
-        }
-        if "diverged_step" in st:
-            summary["diverged_step"] = st["diverged_step"]
-        store.finish_run(
-            cfg.run_id,
-            status,
-            summary=summary,
-            error=error,
-            wall_time_s=st["wall_time_s"],
-            last_step=st["step"],
+        outcomes[cfg.run_id] = finish_run(
+            store, ex, cfg.run_id, target, n_params, states[s], status, error, seed_ensemble=S
         )
-        if status == "done":
-            ckpt = checkpoint_path(ex.results_dir, cfg.run_id)
-            Path(str(ckpt) + ".prev").unlink(missing_ok=True)  # keep only the final model
-        outcomes[cfg.run_id] = RunOutcome(cfg.run_id, status, summary, error or "")
     return outcomes
 
 
