@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from results.analysis import Experiment, experiments, optimizer_label
 from results.io import atomic_write
@@ -107,6 +108,7 @@ def gain_vs_params(exps: list[Experiment]) -> Figure:
                 )
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled decades only: no overlap
         ax.set_title(_title(e), fontsize=9)
         ax.set_xlabel("parameters")
         unit = metric_unit(e.workload)
