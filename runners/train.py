@@ -306,24 +306,12 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
                 store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
                 break
             if state["epoch"] % c.eval_every == 0 or state["epoch"] == c.num_epochs:
-                model.eval()
-                evals = workload.evaluate(model)
+                evals, diverged = evaluate_and_select(workload, model, cfg, state)
                 row_metrics.update(evals)
-                val = evals.get(f"val/{target.name}")
-                if val is None:
-                    raise KeyError(f"{cfg.workload}.evaluate() returned no val/{target.name}")
-                if not math.isfinite(val):
-                    status, error = "diverged", f"non-finite val/{target.name} at epoch {epoch + 1}"
-                    state["diverged_step"] = state["step"]
+                if diverged:
+                    status, error = "diverged", diverged
                     store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
                     break
-                if state["best"] is None or target.better(val, state["best"]["val"]):
-                    state["best"] = {
-                        "epoch": state["epoch"],
-                        "step": state["step"],
-                        "val": val,
-                        "test": evals.get(f"test/{target.name}", math.nan),
-                    }
                 store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
                 save_checkpoint(
                     ckpt,
@@ -363,6 +351,32 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
         bar.close()
 
     return finish_run(store, ex, run_id, target, n_params, state, status, error)
+
+
+def evaluate_and_select(
+    workload: Workload, model: torch.nn.Module, cfg: RunConfig, state: dict[str, Any]
+) -> tuple[dict[str, float], str | None]:
+    """Evaluate ``model`` (eval mode) after ``state["epoch"]`` epochs and keep the best epoch
+    by ``val/<target>`` in ``state["best"]`` (its test metric is the one reported). Returns
+    the metrics and, if the validation metric is not finite, the divergence message (the
+    step goes into ``state["diverged_step"]``)."""
+    target = workload.target
+    model.eval()
+    evals = workload.evaluate(model)
+    val = evals.get(f"val/{target.name}")
+    if val is None:
+        raise KeyError(f"{cfg.workload}.evaluate() returned no val/{target.name}")
+    if not math.isfinite(val):
+        state["diverged_step"] = state["step"]
+        return evals, f"non-finite val/{target.name} at epoch {state['epoch']}"
+    if state["best"] is None or target.better(val, state["best"]["val"]):
+        state["best"] = {
+            "epoch": state["epoch"],
+            "step": state["step"],
+            "val": val,
+            "test": evals.get(f"test/{target.name}", math.nan),
+        }
+    return evals, None
 
 
 def finish_run(

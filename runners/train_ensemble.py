@@ -37,6 +37,7 @@ from runners.train import (
     _record_start,
     _rng_state,
     checkpoint_path,
+    evaluate_and_select,
     finish_run,
     run_optimizer,
     train_run,
@@ -273,22 +274,8 @@ def _evaluate_seed(
     results: dict[int, tuple[str, str | None]],
 ) -> None:
     """Evaluate seed ``s`` on its own model (as train_run does) and track its best epoch."""
-    target = workload.target
     ens.load_seed_into(s, model)
-    model.eval()
-    evals = workload.evaluate(model)
+    evals, diverged = evaluate_and_select(workload, model, cfg, st)
     row.update(evals)
-    val = evals.get(f"val/{target.name}")
-    if val is None:
-        raise KeyError(f"{cfg.workload}.evaluate() returned no val/{target.name}")
-    if not math.isfinite(val):
-        results[s] = ("diverged", f"non-finite val/{target.name} at epoch {st['epoch']}")
-        st["diverged_step"] = st["step"]
-        return
-    if st["best"] is None or target.better(val, st["best"]["val"]):
-        st["best"] = {
-            "epoch": st["epoch"],
-            "step": st["step"],
-            "val": val,
-            "test": evals.get(f"test/{target.name}", math.nan),
-        }
+    if diverged:
+        results[s] = ("diverged", diverged)

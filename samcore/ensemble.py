@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from samcore.optim import BASE_OPTIMIZERS, base_optimizer_kwargs
+from samcore.optim import BASE_OPTIMIZERS, base_optimizer_kwargs, decay_param_groups
 from samcore.sam import SAM
 
 __all__ = ["SeedEnsemble", "EnsembleSAM", "build_ensemble_optimizer", "stack_batches"]
@@ -180,13 +180,7 @@ def build_ensemble_optimizer(
     the per-seed ndim, in the same order) and kwargs, with ``EnsembleSAM`` for SAM."""
     kwargs = base_optimizer_kwargs(name, lr, weight_decay, momentum, betas, eps)
     params = list(zip(ensemble.stacked, ensemble.ndims))
-    if decay_norm_and_bias or weight_decay == 0:
-        groups = [{"params": [p for p, _ in params]}]
-    else:
-        groups = [
-            {"params": [p for p, nd in params if nd > 1]},
-            {"params": [p for p, nd in params if nd <= 1], "weight_decay": 0.0},
-        ]
+    groups = decay_param_groups(params, weight_decay, decay_norm_and_bias)
     if sam:
         return EnsembleSAM(groups, BASE_OPTIMIZERS[name], rho=rho, adaptive=adaptive, **kwargs)
     return BASE_OPTIMIZERS[name](groups, **kwargs)

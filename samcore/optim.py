@@ -19,6 +19,7 @@ __all__ = [
     "BASE_OPTIMIZERS",
     "base_optimizer_kwargs",
     "build_optimizer",
+    "decay_param_groups",
     "LRSchedule",
     "build_scheduler",
 ]
@@ -30,12 +31,17 @@ BASE_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 
-def _param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+def decay_param_groups(
+    params: list[tuple[torch.Tensor, int]], weight_decay: float, decay_norm_and_bias: bool
+) -> list[dict]:
+    """Optimizer groups from (parameter, ndim of one model's parameter) pairs: one group, or
+    matrices decayed and 1-D parameters not. The ndim is passed so stacked seed ensembles
+    split exactly as a single model does."""
     if decay_norm_and_bias or weight_decay == 0:
-        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        return [{"params": [p for p, _ in params]}]
     # Biases and normalisation scales are 1-D; decaying them is the official code's pitfall.
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    decay = [p for p, ndim in params if ndim > 1]
+    no_decay = [p for p, ndim in params if ndim <= 1]
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -76,7 +82,8 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """``build_optimizer(model, "sgd", lr=0.1, momentum=0.9, sam=True, rho=0.05)``."""
     kwargs = base_optimizer_kwargs(name, lr, weight_decay, momentum, betas, eps)
-    groups = _param_groups(model, weight_decay, decay_norm_and_bias)
+    trainable = [(p, p.ndim) for p in model.parameters() if p.requires_grad]
+    groups = decay_param_groups(trainable, weight_decay, decay_norm_and_bias)
     if sam:
         return SAM(groups, BASE_OPTIMIZERS[name], rho=rho, adaptive=adaptive, **kwargs)
     return BASE_OPTIMIZERS[name](groups, **kwargs)
