@@ -129,7 +129,7 @@ class Store:
         rho: float,
         preset: str,
         config: Mapping[str, Any],
-        n_params: int,
+        n_params: int | None,
         git_commit: str,
         hardware: str,
     ) -> None:

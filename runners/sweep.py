@@ -53,7 +53,7 @@ from results.store import Store, StoreError
 from runners.cli import Parser, UsageError
 from runners.config import RunConfig, workload_for_run
 from runners.sweep_spec import SpecError, load_sweep
-from runners.train import Execution, git_commit, hardware_string, train_run
+from runners.train import Execution, record_start, train_run
 from samcore import format_width
 
 FINISHED = ("done", "diverged")  # outcomes a rerun would only reproduce: skipped
@@ -119,23 +119,8 @@ def record_failure(store: Store, cfg: RunConfig, error: str, ex: Execution) -> N
     row = store.get_run(cfg.run_id)
     if row is not None and row["status"] in FINISHED:
         return
-    if row is None:
-        store.start_run(
-            cfg.run_id,
-            name=cfg.run_name(),
-            workload=cfg.workload,
-            domain=get_spec(cfg.workload).domain,
-            optimizer=cfg.optimizer,
-            base_optimizer=cfg.base_optimizer,
-            width=cfg.width,
-            seed=cfg.seed,
-            rho=cfg.rho,
-            preset=cfg.preset,
-            config={"run": cfg.to_dict(), "execution": {"device": ex.device}},
-            n_params=None,  # type: ignore[arg-type]  # the model was never built
-            git_commit=git_commit(),
-            hardware=hardware_string(torch.device("cpu")),
-        )
+    if row is None:  # died before its loop recorded it: the model was never built
+        record_start(store, cfg, ex, get_spec(cfg.workload).domain, None)
     store.finish_run(cfg.run_id, "failed", error=error, last_step=row and row["last_step"])
 
 

@@ -110,10 +110,11 @@ def checkpoint_path(results_dir: Path, run_id: str) -> Path:
     return Path(results_dir) / "checkpoints" / f"{run_id}.pt"
 
 
-def _record_start(
-    store: Store, workload: Workload, cfg: RunConfig, ex: Execution, n_params: int
+def record_start(
+    store: Store, cfg: RunConfig, ex: Execution, domain: str, n_params: int | None
 ) -> dict[str, Any]:
-    """Write the run's row as ``running``; returns the full config stored with it."""
+    """Write the run's row as ``running``; returns the full config stored with it
+    (``n_params`` None: the model was never built)."""
     full_config = {
         "run": cfg.to_dict(),
         "execution": {
@@ -127,7 +128,7 @@ def _record_start(
         cfg.run_id,
         name=cfg.run_name(),
         workload=cfg.workload,
-        domain=workload.domain,
+        domain=domain,
         optimizer=cfg.optimizer,
         base_optimizer=cfg.base_optimizer,
         width=cfg.width,
@@ -223,7 +224,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
             notes.append("no usable checkpoint; starting from scratch")
         store.delete_metrics_after(run_id, state["step"] if payload is not None else -1)
 
-    full_config = _record_start(store, workload, cfg, ex, n_params)
+    full_config = record_start(store, cfg, ex, workload.domain, n_params)
     label = (
         f"{cfg.workload} {cfg.optimizer}{'' if cfg.optimizer != 'sam' else f' rho={cfg.rho:g}'} "
         f"w{format_width(cfg.width)} s{cfg.seed}"
@@ -432,7 +433,7 @@ def _train_owned_loop(
     with torch.device("meta"):
         n_params = count_params(workload.build_model(cfg.width))
     store.delete_metrics_after(run_id, -1)
-    _record_start(store, workload, cfg, ex, n_params)
+    record_start(store, cfg, ex, workload.domain, n_params)
     last_step = 0
 
     def log(step: int, metrics: dict[str, float]) -> None:

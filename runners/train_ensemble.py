@@ -34,11 +34,11 @@ from runners.config import RunConfig
 from runners.train import (
     Execution,
     RunOutcome,
-    _record_start,
     _rng_state,
     checkpoint_path,
     evaluate_and_select,
     finish_run,
+    record_start,
     run_optimizer,
     train_run,
 )
@@ -143,7 +143,7 @@ def _train_ensemble(
     )
     for cfg in cfgs:
         store.delete_metrics_after(cfg.run_id, -1)
-    full_configs = [_record_start(store, workload, cfg, ex, n_params) for cfg in cfgs]
+    full_configs = [record_start(store, cfg, ex, workload.domain, n_params) for cfg in cfgs]
     states: list[dict[str, Any]] = [
         {"epoch": 0, "step": 0, "best": None, "wall_time_s": 0.0, "examples": 0, "passes": 0}
         for _ in cfgs
