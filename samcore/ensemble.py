@@ -26,20 +26,103 @@ from torch import nn
 
 from samcore.optim import BASE_OPTIMIZERS, base_optimizer_kwargs, decay_param_groups
 from samcore.sam import SAM
+from samcore.stacked_forward import stacked_forward_plan
+
+try:  # functorch's vmap levels, for _vmap_over_seeds (torch is pinned; see pyproject.toml)
+    from torch._C import _functorch
+    from torch._functorch.vmap import lazy_load_decompositions
+except ImportError:  # pragma: no cover
+    _functorch = None
 
 __all__ = ["SeedEnsemble", "EnsembleSAM", "build_ensemble_optimizer", "stack_batches"]
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
-class _Bound:
-    """A model called with given parameter tensors (what a workload's ``loss`` calls)."""
+class _NotTheInput(Exception):
+    """The loss called the model with something other than the recorded batch leaf."""
 
-    def __init__(self, base: nn.Module, params: dict[str, torch.Tensor], buffers: dict) -> None:
+
+class _Bound:
+    """A model called with given parameter tensors (what a workload's ``loss`` calls).
+
+    With ``seed_leaves`` it also records which leaf of the seed's batch each call got as its
+    one positional argument (None for anything else), so the ensemble can learn which part
+    of a batch is the model's input."""
+
+    def __init__(
+        self,
+        base: nn.Module,
+        params: dict[str, torch.Tensor],
+        buffers: dict,
+        seed_leaves: list | None = None,
+    ) -> None:
         self.base, self.params, self.buffers = base, params, buffers
+        self.seed_leaves, self.calls = seed_leaves, []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.seed_leaves is not None:
+            found = (
+                [i for i, leaf in enumerate(self.seed_leaves) if leaf is args[0]] if args else []
+            )
+            plain = len(args) == 1 and not kwargs and len(found) == 1
+            self.calls.append(found[0] if plain and not _autocasting(args[0]) else None)
         return torch.func.functional_call(self.base, (self.params, self.buffers), args, kwargs)
+
+
+class _Output:
+    """Stands in for the model inside the vmapped loss when the stacked forward already ran:
+    returns this seed's slice of its output, for the recorded input only."""
+
+    def __init__(self, out: torch.Tensor, expected_input: torch.Tensor) -> None:
+        self.out, self.expected_input = out, expected_input
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if kwargs or len(args) != 1 or args[0] is not self.expected_input or _autocasting(args[0]):
+            raise _NotTheInput
+        return self.out
+
+
+def _autocasting(x: Any) -> bool:
+    # Under autocast the model's output dtype differs from the stacked forward's (fp32).
+    return isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type)
+
+
+def _map_tensors(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
+    """``fn`` on every tensor of nested tuples, lists and dicts (the batch and loss shapes)."""
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
+    if isinstance(tree, dict):
+        return {k: _map_tensors(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map_tensors(fn, v) for v in tree)
+    raise TypeError(f"expected tensors in tuples, lists or dicts, got {type(tree).__name__}")
+
+
+def _vmap_over_seeds(fn: Callable[..., Any], num_seeds: int, *args: Any) -> Any:
+    """``torch.func.vmap(fn, randomness="error")(*args)`` with every tensor of ``args`` and of
+    the output batched on dim 0: the same functorch levels vmap enters, without its generic
+    pytree bookkeeping. On the synthetic workload's loss that bookkeeping was 160 of vmap's
+    220 us per call, a tenth of a whole ensemble step (tests/samcore/test_ensemble.py checks
+    the two agree)."""
+    if _functorch is None:  # a torch without these internals: the public path
+        return torch.func.vmap(fn, randomness="error")(*args)
+    lazy_load_decompositions()  # what torch.func.vmap does first
+    level = _functorch._vmap_increment_nesting(num_seeds, "error")
+    try:
+        out = fn(*_map_tensors(lambda t: _functorch._add_batch_dim(t, 0, level), args))
+        return _map_tensors(lambda t: _functorch._remove_batch_dim(t, level, num_seeds, 0), out)
+    finally:
+        _functorch._vmap_decrement_nesting()
+
+
+def _leaves(batch: Any) -> list:
+    """A batch's tensors in the order ``stack_batches`` walks them."""
+    if isinstance(batch, dict):
+        return [leaf for k in batch for leaf in _leaves(batch[k])]
+    if isinstance(batch, (list, tuple)):
+        return [leaf for part in batch for leaf in _leaves(part)]
+    return [batch]
 
 
 class SeedEnsemble(nn.Module):
@@ -48,6 +131,14 @@ class SeedEnsemble(nn.Module):
     ``loss_fn(ensemble, stacked_batch)`` with ``ensemble.loss_fn(workload_loss)`` returns the
     sum of the seeds' mean losses (what backward needs) and the per-seed losses and metrics,
     each of shape (S,), in the metrics dict (``seed/loss``, ``seed/<metric>``).
+
+    Two ways to the same numbers. In general the workload's loss runs under ``vmap`` with the
+    model as a ``functional_call``. For MLPs (``samcore.stacked_forward``) the first call
+    also records which leaf of the batch the loss passes to the model; later calls run the
+    stacked forward on that leaf with batched matrix products outside ``vmap`` and vmap only
+    the loss over its output, which is what makes the ensemble pay on small models. If a
+    later call hands the model anything else, that call and all later ones take the general
+    path.
     """
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
@@ -62,20 +153,54 @@ class SeedEnsemble(nn.Module):
         # The architecture without storage: functional_call supplies every tensor.
         self._base = [copy.deepcopy(models[0]).to("meta")]  # a list: not a submodule
         self.num_seeds = len(models)
+        self.stacked_forward = None if buffers else stacked_forward_plan(models[0])
 
     def params_dict(self) -> dict[str, torch.Tensor]:
         return dict(zip(self.names, self.stacked))
 
     def loss_fn(self, workload_loss: LossFn) -> LossFn:
+        # "learn" (first call: general path, recording the model's input leaf), then
+        # "stacked" if one leaf was always the input, else "general" for good.
+        mode = "learn" if self.stacked_forward is not None else "general"
+        input_leaf = -1
+
+        def general(ens: SeedEnsemble, batch: Any) -> tuple[Any, Any]:
+            nonlocal mode, input_leaf
+            bound: list[_Bound] = []
+
+            def one_seed(params: dict, buffers: dict, seed_batch: Any) -> tuple[Any, Any]:
+                leaves = _leaves(seed_batch) if mode == "learn" else None
+                bound.append(_Bound(ens._base[0], params, buffers, leaves))
+                return workload_loss(bound[-1], seed_batch)
+
+            out = torch.func.vmap(one_seed, randomness="error")(
+                ens.params_dict(), ens.seed_buffers, batch
+            )
+            if mode == "learn":
+                calls = [i for b in bound for i in b.calls]
+                found = bool(calls) and None not in calls and len(set(calls)) == 1
+                mode, input_leaf = ("stacked", calls[0]) if found else ("general", -1)
+            return out
+
+        def stacked(ens: SeedEnsemble, batch: Any) -> tuple[Any, Any]:
+            out = ens.stacked_forward(ens.params_dict(), _leaves(batch)[input_leaf])
+
+            def one_seed(out_s: torch.Tensor, seed_batch: Any) -> tuple[Any, Any]:
+                return workload_loss(_Output(out_s, _leaves(seed_batch)[input_leaf]), seed_batch)
+
+            return _vmap_over_seeds(one_seed, ens.num_seeds, out, batch)
+
         def ensemble_loss(
             ens: SeedEnsemble, batch: Any
         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            def one_seed(params: dict, buffers: dict, seed_batch: Any) -> tuple[Any, Any]:
-                return workload_loss(_Bound(ens._base[0], params, buffers), seed_batch)
-
-            losses, extra = torch.func.vmap(one_seed, randomness="error")(
-                ens.params_dict(), ens.seed_buffers, batch
-            )  # (S,), {name: (S,)}
+            nonlocal mode
+            result = None
+            if mode == "stacked":
+                try:
+                    result = stacked(ens, batch)
+                except _NotTheInput:  # this loss feeds the model something else now
+                    mode = "general"
+            losses, extra = result if result is not None else general(ens, batch)  # (S,), {k: (S,)}
             metrics = {"seed/loss": losses.detach()}
             metrics.update({f"seed/{k}": v.detach() for k, v in extra.items()})
             return losses.sum(), metrics
