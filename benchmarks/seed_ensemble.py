@@ -6,6 +6,11 @@ sequential runs do, through ``train_step``) and the same steps done by the ensem
 vmapped ``train_step`` over the stacked seeds). Rounds alternate, so drift hits both alike;
 the median per-round ratio sequential/ensemble is the speed-up. Base and SAM both.
 
+It also times the ensemble's matrix products alone (each Linear's forward, weight-gradient
+and input-gradient ``bmm`` for S seeds, twice for SAM): no way of batching seeds can beat S
+sequential runs by more than sequential time / that floor, which is what bounds a
+compute-bound model such as the MNIST MLP.
+
     python benchmarks/seed_ensemble.py [--seeds 8] [--rounds 7] [--steps 10] [--threads 2]
     SAM_DATA=/path/to/data python benchmarks/seed_ensemble.py --workloads mnist-mlp
 """
@@ -18,6 +23,7 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 from domains import create_workload, resolve_data_root
 from samcore import build_optimizer, make_generator, train_step
@@ -67,6 +73,9 @@ def measure(name: str, preset: str, seeds: int, rounds: int, steps: int, sam: bo
             train_step(ens, ens_opt, ens_loss, batch)
         return time.perf_counter() - t0
 
+    linears = [m for m in seq_models[0].modules() if isinstance(m, nn.Linear)]
+    floor = _matmul_floor(linears, seeds, c.batch_size, passes=2 if sam else 1)
+
     sequential(), ensemble()  # warm-up
     ratios, t_seq, t_ens = [], [], []
     for _ in range(rounds):
@@ -75,14 +84,42 @@ def measure(name: str, preset: str, seeds: int, rounds: int, steps: int, sam: bo
         ratios.append(t_seq[-1] / t_ens[-1])
     ratio = statistics.median(ratios)
     n_params = sum(p.numel() for p in seq_models[0].parameters())
+    seq_step = statistics.median(t_seq) / steps
     print(
         f"{name} 1x ({n_params:,} params, batch {c.batch_size}) {'SAM ' if sam else 'base'}: "
-        f"{seeds} sequential {statistics.median(t_seq) / steps * 1e3:.1f} ms/step, ensemble "
+        f"{seeds} sequential {seq_step * 1e3:.1f} ms/step, ensemble "
         f"{statistics.median(t_ens) / steps * 1e3:.1f} ms/step -> {ratio:.2f}x faster "
-        f"(median of {rounds} rounds x {steps} steps)",
+        f"(median of {rounds} rounds x {steps} steps); its matrix products alone "
+        f"{floor * 1e3:.1f} ms, so at most {seq_step / floor:.1f}x",
         flush=True,
     )
     return ratio
+
+
+def _matmul_floor(linears: list[nn.Linear], seeds: int, batch: int, passes: int) -> float:
+    """Seconds per step of the ensemble's bmm calls alone (median of 7 timings)."""
+    mats = []
+    for i, layer in enumerate(linears):
+        x = torch.randn(seeds, batch, layer.in_features)
+        w = torch.randn(seeds, layer.out_features, layer.in_features)
+        g = torch.randn(seeds, batch, layer.out_features)
+        mats.append((x, w, g, i > 0))  # the first layer needs no input gradient
+
+    def products() -> None:
+        for x, w, g, input_grad in mats:
+            torch.bmm(x, w.transpose(1, 2))
+            torch.bmm(g.transpose(1, 2), x)
+            if input_grad:
+                torch.bmm(g, w)
+
+    products()
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        for _ in range(5):
+            products()
+        times.append((time.perf_counter() - t0) / 5)
+    return passes * statistics.median(times)
 
 
 def main() -> None:

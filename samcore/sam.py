@@ -74,6 +74,17 @@ class SAM(torch.optim.Optimizer):
     def _params_with_grad(self, group: dict[str, Any]) -> list[torch.Tensor]:
         return [p for p in group["params"] if p.grad is not None]
 
+    def _buffers(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One spare tensor per parameter (w or w + e lives there while perturbed), allocated
+        once and reused."""
+        buffers = [self._saved_w.get(p) for p in params]
+        if any(b is None for b in buffers):
+            for p in params:
+                if p not in self._saved_w:
+                    self._saved_w[p] = torch.empty_like(p)
+            buffers = [self._saved_w[p] for p in params]
+        return buffers
+
     @staticmethod
     def _global_norm(norms: list[torch.Tensor]) -> torch.Tensor:
         if not norms:
@@ -130,12 +141,7 @@ class SAM(torch.optim.Optimizer):
         norm = self._global_norm(norms)
         norm_value: float | None = None  # read once, on the CPU only
         for group, params, grads in work:
-            buffers = [self._saved_w.get(p) for p in params]
-            if any(b is None for b in buffers):  # allocated once per parameter, reused after
-                for p in params:
-                    if p not in self._saved_w:
-                        self._saved_w[p] = torch.empty_like(p)
-                buffers = [self._saved_w[p] for p in params]
+            buffers = self._buffers(params)
             if group["adaptive"]:
                 torch._foreach_mul_(grads, params)  # w^2 * g
             if grads[0].device.type == "cpu":

@@ -125,8 +125,9 @@ def _backward_chunks(
             continue
         part = weighted.detach().float()
         total = part if total is None else total + part
-        for k, v in extra.items():
-            metrics[k] = metrics.get(k, 0) + v.detach().float() * weight
+        for k, v in extra.items():  # one chunk: no ops beyond detach (small models notice)
+            v = v.detach().float() if weight == 1.0 else v.detach().float() * weight
+            metrics[k] = metrics[k] + v if k in metrics else v
     return total, metrics
 
 
