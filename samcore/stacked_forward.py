@@ -80,10 +80,13 @@ class StackedForward:
             if kind == "linear":
                 w_name, b_name = arg  # type: ignore[misc]
                 w = params[w_name]  # (S, out, in)
-                lead = x.shape[:-1]
-                h = x.reshape(num_seeds, -1, x.shape[-1])  # (S, B*, in)
                 bias = params[b_name] if b_name is not None else None
-                x = StackedLinear.apply(h, w, bias).reshape(*lead, w.shape[1])
+                if x.dim() == 3:  # (S, B, in): the usual case, no reshapes
+                    x = StackedLinear.apply(x, w, bias)
+                else:  # (S, B, ..., in): Linear acts on the last dim
+                    lead = x.shape[:-1]
+                    h = x.reshape(num_seeds, -1, x.shape[-1])
+                    x = StackedLinear.apply(h, w, bias).reshape(*lead, w.shape[1])
             elif kind == "flatten":
                 start, end = arg  # type: ignore[misc]
                 x = x.flatten(start, end)

@@ -54,6 +54,19 @@ def test_stacked_forward_equals_each_models_own_forward():
         torch.testing.assert_close(out[s], m(x[s]))
 
 
+def test_linear_on_inputs_with_more_dims_acts_on_the_last():
+    models = []
+    for s in range(S):
+        torch.manual_seed(s)
+        models.append(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)))
+    ens = SeedEnsemble(models)
+    x = torch.randn(S, 6, 5, 4)  # per seed (6, 5, 4): a sequence of 5 feature vectors
+    out = ens.stacked_forward(ens.params_dict(), x)
+    assert out.shape == (S, 6, 5, 2)
+    for s, m in enumerate(models):
+        torch.testing.assert_close(out[s], m(x[s]))
+
+
 @pytest.mark.parametrize(
     "model",
     [
