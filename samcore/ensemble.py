@@ -1,7 +1,9 @@
 """S seeds of one small model trained as one model: ``torch.func`` stacking and ``vmap``.
 
 Each parameter is stacked along a new leading seed dimension (``stack_module_state``); one
-vmapped ``functional_call`` runs every seed on its own batch, and the summed per-seed losses
+vmapped ``functional_call`` runs every seed on its own batch (for MLPs, a stacked forward of
+batched matrix products, samcore/stacked_forward.py, with only the loss vmapped), and the
+summed per-seed losses
 give every seed its own gradient in one backward pass (the seeds share no parameter, so
 d(sum_s L_s)/d w_s = dL_s/dw_s). The base optimizers here (SGD, Adam, AdamW, weight decay
 included) act element by element with a step count shared by all seeds, so one optimizer on
