@@ -281,18 +281,13 @@ class EnsembleSAM(SAM):
             if grads[0].device.type == "cpu":  # as SAM: w + e in one pass, storages swapped
                 for p, g, s, b in zip(params, grads, seed_scales, buffers):
                     torch.addcmul(p, g, s, out=b)
-                originals = [p.data for p in params]
-                for p, b in zip(params, buffers):
-                    p.data = b
-                self._perturbed.append((params, originals, True))
+                self._swap_in(params, buffers)
             else:
                 torch._foreach_copy_(buffers, params)
                 torch._foreach_addcmul_(params, grads, seed_scales)
                 self._perturbed.append((params, buffers, False))
-        if zero_grad:  # zero_grad(set_to_none=True) without its profiler hook, as SAM
-            for _, params, _ in work:
-                for p in params:
-                    p.grad = None
+        if zero_grad:
+            self._drop_grads(work)
         return norm
 
     @torch.no_grad()

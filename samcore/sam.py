@@ -154,10 +154,7 @@ class SAM(torch.optim.Optimizer):
                 s = group["rho"] / (norm_value + self.eps)
                 for p, g, b in zip(params, grads, buffers):
                     torch.add(p, g, alpha=s, out=b)
-                originals = [p.data for p in params]
-                for p, b in zip(params, buffers):
-                    p.data = b
-                self._perturbed.append((params, originals, True))
+                self._swap_in(params, buffers)
             else:
                 # Accelerators: fused foreach kernels, the scale stays on the device (no host
                 # sync), storages stay put (cuDNN's flattened RNN weights, CUDA graphs).
@@ -166,11 +163,25 @@ class SAM(torch.optim.Optimizer):
                 torch._foreach_mul_(grads, scale)
                 torch._foreach_add_(params, grads)
                 self._perturbed.append((params, buffers, False))
-        if zero_grad:  # what zero_grad(set_to_none=True) does, without its profiler hook
-            for _, params, _ in work:
-                for p in params:
-                    p.grad = None
+        if zero_grad:
+            self._drop_grads(work)
         return norm
+
+    def _swap_in(self, params: list[torch.Tensor], buffers: list[torch.Tensor]) -> None:
+        """Point the parameters at ``buffers`` (holding w + e); w stays in their own storages
+        until ``unperturb`` swaps back."""
+        originals = [p.data for p in params]
+        for p, b in zip(params, buffers):
+            p.data = b
+        self._perturbed.append((params, originals, True))
+
+    @staticmethod
+    def _drop_grads(work: list[tuple[Any, list[torch.Tensor], Any]]) -> None:
+        """What zero_grad(set_to_none=True) does, without its profiler hook (small models
+        notice)."""
+        for _, params, _ in work:
+            for p in params:
+                p.grad = None
 
     @torch.no_grad()
     def unperturb(self) -> None:
