@@ -329,12 +329,15 @@ class SST2Classification(Workload):
         out = {}
         bs = self.config.eval_batch_size
         for split, (ids, lengths, labels) in self.eval_splits.items():
+            # Similar lengths together, each batch trimmed to its longest: the sums do not
+            # depend on the order, and padding was ~4/5 of the Transformer's eval compute.
+            order = lengths.argsort()
             loss_sum, correct = 0.0, 0
-            for s in range(0, len(labels), bs):
-                b_len = lengths[s : s + bs]
-                logits = model(ids[s : s + bs, : int(b_len.max())], b_len)
-                loss_sum += F.cross_entropy(logits, labels[s : s + bs], reduction="sum").item()
-                correct += (logits.argmax(-1) == labels[s : s + bs]).sum().item()
+            for idx in order.split(bs):
+                b_len, y = lengths[idx], labels[idx]
+                logits = model(ids[idx, : int(b_len.max())], b_len)
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+                correct += (logits.argmax(-1) == y).sum().item()
             out[f"{split}/loss"] = loss_sum / len(labels)
             out[f"{split}/acc"] = 100.0 * correct / len(labels)
         return out

@@ -60,3 +60,30 @@ def test_real_sst2_splits_vocabulary_and_label_noise(data_root):
     train_words = {t for s in splits["train"][0] for t in s}
     dev_only = next(t for s in splits["val"][0] for t in s if t not in train_words)
     assert vocab.encode([dev_only]) == [vocab.unk_id]
+
+
+@pytest.mark.parametrize("name", ["sst2-lstm", "sst2-transformer"])
+def test_evaluate_equals_one_sentence_at_a_time(name):
+    """Length-sorted, trimmed eval batches give each sentence's own unpadded loss and
+    prediction (computed here one by one)."""
+    import torch.nn.functional as F
+
+    w = create_workload(name, "smoke", vocab_size=50, eval_batch_size=3)
+    torch.manual_seed(0)
+    model = w.build_model(0.25).eval()
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(1, 12, (10,), generator=g)
+    ids = torch.zeros(10, 12, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(2, 50, (int(n),), generator=g)
+    labels = torch.randint(0, 2, (10,), generator=g)
+    w.eval_splits = {"val": (ids, lengths, labels)}
+    got = w.evaluate(model)
+    with torch.no_grad():
+        logits = torch.cat(
+            [model(ids[i : i + 1, : int(n)], lengths[i : i + 1]) for i, n in enumerate(lengths)]
+        )
+    assert got["val/loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+    assert got["val/acc"] == pytest.approx(
+        100.0 * (logits.argmax(-1) == labels).float().mean().item()
+    )
