@@ -12,6 +12,7 @@ from domains import create_workload
 from results.store import Store
 from results.theory_figures import patch_grid, patch_heatmap
 from samcore import count_params, make_generator
+from tests.results.known_store import start_toy_run
 
 
 def test_patch_data_statistics():
@@ -61,21 +62,15 @@ def test_bad_label_noise_is_rejected():
 
 
 def _add_run(store, run_id, optimizer, mu, d, errors, seed=0):
-    store.start_run(
+    start_toy_run(
+        store,
         run_id,
-        name=run_id,
         workload="synthetic-patch-cnn",
-        domain="synthetic",
         optimizer=optimizer,
-        base_optimizer="sgd",
-        width=1.0,
         seed=seed,
         rho=0.05 if optimizer == "sam" else 0.0,
-        preset="quick",
         config={"run": {"workload_config": {"signal_strength": mu, "dim": d}}},
         n_params=2 * 10 * d,
-        git_commit="x",
-        hardware="x",
     )
     for step, e in enumerate(errors, 1):
         store.log_metrics(run_id, step, step, {"test/error": e})

@@ -8,6 +8,26 @@ from typing import Any
 from results.store import Store
 
 
+def start_toy_run(store: Store, run_id: str, **fields: Any) -> None:
+    """``store.start_run`` with placeholder values for every field a test leaves out."""
+    row: dict[str, Any] = {
+        "name": run_id,
+        "workload": "toy",
+        "domain": "synthetic",
+        "optimizer": "sgd",
+        "base_optimizer": "sgd",
+        "width": 1.0,
+        "seed": 0,
+        "rho": 0.0,
+        "preset": "quick",
+        "config": {},
+        "n_params": 1,
+        "git_commit": "x",
+        "hardware": "cpu",
+    }
+    store.start_run(run_id, **{**row, **fields})
+
+
 def run_config(
     workload: str,
     *,
@@ -63,9 +83,9 @@ def add_run(
     run_id = f"{workload}-{optimizer}-{rho:g}-w{width:g}-s{seed}-" + "-".join(
         f"{k}{v}" for k, v in sorted({**workload_config, **(run_extra or {})}.items())
     )
-    store.start_run(
+    start_toy_run(
+        store,
         run_id,
-        name=run_id,
         workload=workload,
         domain=domain,
         optimizer=optimizer,
@@ -77,7 +97,6 @@ def add_run(
         config={"run": cfg, "execution": {"device": "cpu"}},
         n_params=int(1000 * width),
         git_commit="test",
-        hardware="cpu",
     )
     for step, loss, metric in curve:
         store.log_metrics(

@@ -7,25 +7,21 @@ import pytest
 
 from results.late_phase import late_phase_rows, late_phase_table, main
 from results.store import Store
+from tests.results.known_store import start_toy_run
 
 
 def _add(store, rid, optimizer, seed, test, passes, start=0.0):
     run = {"sam_start": start, "sam_end": 1.0} if optimizer == "sam" else {}
-    store.start_run(
+    start_toy_run(
+        store,
         rid,
-        name=rid,
         workload="mnist-mlp",
         domain="vision",
         optimizer=optimizer,
-        base_optimizer="sgd",
-        width=1.0,
         seed=seed,
         rho=0.1 if optimizer == "sam" else 0.0,
-        preset="quick",
         config={"run": run},
         n_params=266_610,
-        git_commit="x",
-        hardware="x",
     )
     summary = {
         "target": "acc",

@@ -10,24 +10,18 @@ import pytest
 from results.sharpness_report import generalization_gap, sharpness_figures, sharpness_tables
 from results.store import Store
 from tests.conftest import REPO
+from tests.results.known_store import start_toy_run
 
 
 def _add_run(store, run_id, *, optimizer, width, seed, train, test, val=None, mode="min"):
-    store.start_run(
+    start_toy_run(
+        store,
         run_id,
-        name=run_id,
-        workload="toy",
-        domain="synthetic",
         optimizer=optimizer,
-        base_optimizer="sgd",
         width=width,
         seed=seed,
         rho=0.1 if optimizer == "sam" else 0.0,
-        preset="quick",
-        config={},
         n_params=int(100 * width),
-        git_commit="x",
-        hardware="cpu",
     )
     if train is not None:
         store.log_metrics(run_id, 10, 1.0, {"train/mse": 9.0, "test/mse": 9.0})  # superseded

@@ -16,27 +16,13 @@ import sqlite3
 import traceback
 
 from results.store import Store
+from tests.results.known_store import start_toy_run
 
 WRITERS, STEPS, SHARED_EVERY = 6, 300, 30
 
 
 def _start(store: Store, run_id: str) -> None:
-    store.start_run(
-        run_id,
-        name=run_id,
-        workload="toy",
-        domain="synthetic",
-        optimizer="sgd",
-        base_optimizer="sgd",
-        width=1.0,
-        seed=0,
-        rho=0.0,
-        preset="smoke",
-        config={"id": run_id},
-        n_params=1,
-        git_commit="x",
-        hardware="cpu",
-    )
+    start_toy_run(store, run_id, preset="smoke", config={"id": run_id})
 
 
 def _writer(path, k: int, go, errors) -> None:

@@ -9,24 +9,19 @@ import pytest
 from results.analysis import experiments
 from results.store import Store
 from results.tables import workload_table
+from tests.results.known_store import start_toy_run
 
 
 def _add(store, run_id, *, optimizer, width, seed, rho, val, test, mode="min"):
-    store.start_run(
+    start_toy_run(
+        store,
         run_id,
-        name=run_id,
-        workload="toy",
-        domain="synthetic",
         optimizer=optimizer,
-        base_optimizer="sgd",
         width=width,
         seed=seed,
         rho=rho,
-        preset="quick",
         config={"seed": seed},
         n_params=int(100 * width),
-        git_commit="x",
-        hardware="cpu",
     )
     store.finish_run(
         run_id,
@@ -62,22 +57,7 @@ def test_gain_sign_for_a_max_metric(tmp_path):
 
 
 def _start_plain(store, run_id):
-    store.start_run(
-        run_id,
-        name=run_id,
-        workload="toy",
-        domain="d",
-        optimizer="sgd",
-        base_optimizer="sgd",
-        width=1,
-        seed=0,
-        rho=0,
-        preset="p",
-        config={},
-        n_params=1,
-        git_commit="",
-        hardware="",
-    )
+    start_toy_run(store, run_id, domain="d", width=1, rho=0, preset="p", git_commit="", hardware="")
 
 
 def test_failed_runs_are_left_out_and_reruns_update_the_row(tmp_path):

@@ -18,6 +18,7 @@ from runners import run as run_cli_module
 from runners.sweep import build_parser, main
 from runners.sweep_spec import load_sweep
 from tests.conftest import REPO, run_cli
+from tests.results.known_store import start_toy_run
 
 SMOKE_SPEC = """
 name: t
@@ -328,22 +329,7 @@ def test_ray_executor_writes_runs_into_the_driver_store(tmp_path, capsys):
 
 
 def _add_run(store, run_id: str, seed: int) -> None:
-    store.start_run(
-        run_id,
-        name=run_id,
-        workload="toy",
-        domain="synthetic",
-        optimizer="sgd",
-        base_optimizer="sgd",
-        width=1.0,
-        seed=seed,
-        rho=0.0,
-        preset="smoke",
-        config={"seed": seed},
-        n_params=100,
-        git_commit="x",
-        hardware="cpu",
-    )
+    start_toy_run(store, run_id, seed=seed, preset="smoke", config={"seed": seed}, n_params=100)
     store.log_metrics(run_id, 10, 1.0, {"train/loss_first_pass": 0.7, "val/mse": 0.5 + seed})
     store.finish_run(run_id, "done", summary={"target": "mse", "best/val_mse": 0.5 + seed})
 

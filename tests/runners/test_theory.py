@@ -10,6 +10,7 @@ import pytest
 from results.store import Store
 from results.theory_figures import fit_log_linear, linear_convergence_rows
 from runners.theory import main
+from tests.results.known_store import start_toy_run
 
 
 def test_slope_fit_recovers_the_rate_of_a_geometric_sequence():
@@ -24,16 +25,11 @@ def test_slope_fit_recovers_the_rate_of_a_geometric_sequence():
 def test_linear_convergence_rows_select_noiseless_full_batch_runs(tmp_path):
     with Store(tmp_path / "runs.sqlite") as store:
         for rid, noise, batch, rate in (("a", 0.0, 256, 0.9), ("b", 1.0, 256, 0.5)):
-            store.start_run(
+            start_toy_run(
+                store,
                 rid,
-                name=rid,
                 workload="synthetic-regression",
-                domain="synthetic",
-                optimizer="sgd",
-                base_optimizer="sgd",
                 width=2.0,
-                seed=0,
-                rho=0.0,
                 preset="paper",
                 config={
                     "run": {
@@ -45,8 +41,6 @@ def test_linear_convergence_rows_select_noiseless_full_batch_runs(tmp_path):
                     }
                 },
                 n_params=20_401,
-                git_commit="x",
-                hardware="x",
             )
             for t in range(1, 21):
                 store.log_metrics(rid, t, t, {"train/loss_first_pass": rate**t})
