@@ -188,13 +188,8 @@ class Store:
     def runs(
         self, *, workload: str | None = None, status: str | None = None
     ) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM runs WHERE 1=1", []
-        if workload is not None:
-            sql, params = sql + " AND workload = ?", params + [workload]
-        if status is not None:
-            sql, params = sql + " AND status = ?", params + [status]
-        rows = self._db.execute(sql + " ORDER BY workload, width, optimizer, rho, seed", params)
-        return [_decode(r) for r in rows]
+        order = "workload, width, optimizer, rho, seed"
+        return self._select("runs", order, workload=workload, status=status)
 
     # ------------------------------------------------------------------ metrics
     def log_metrics(
@@ -235,12 +230,15 @@ class Store:
         )
 
     def measures(self, run_id: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM measures WHERE 1=1", []
-        if run_id is not None:
-            sql, params = sql + " AND run_id = ?", params + [run_id]
-        if name is not None:
-            sql, params = sql + " AND name = ?", params + [name]
-        rows = self._db.execute(sql + " ORDER BY run_id, name", params)
+        return self._select("measures", "run_id, name", run_id=run_id, name=name)
+
+    def _select(self, table: str, order: str, **equal: Any) -> list[dict[str, Any]]:
+        """Rows of ``table`` whose columns equal the given values (None: no filter)."""
+        kept = {column: v for column, v in equal.items() if v is not None}
+        where = " AND ".join(f"{column} = ?" for column in kept) or "1=1"
+        rows = self._db.execute(
+            f"SELECT * FROM {table} WHERE {where} ORDER BY {order}", list(kept.values())
+        )
         return [_decode(r) for r in rows]
 
     def import_run(self, run: Mapping[str, Any], metrics: Iterable[Mapping[str, Any]]) -> None:
