@@ -3,13 +3,13 @@
 Each parameter is stacked along a new leading seed dimension (``stack_module_state``); one
 vmapped ``functional_call`` runs every seed on its own batch (for MLPs, a stacked forward of
 batched matrix products, samcore/stacked_forward.py, with only the loss vmapped), and the
-summed per-seed losses
-give every seed its own gradient in one backward pass (the seeds share no parameter, so
-d(sum_s L_s)/d w_s = dL_s/dw_s). The base optimizers here (SGD, Adam, AdamW, weight decay
-included) act element by element with a step count shared by all seeds, so one optimizer on
-the stacked tensors is S independent optimizers. SAM's ascent is the one thing that mixes
-elements of a parameter: its norm is global *per seed*, so ``EnsembleSAM`` computes S norms,
-each over that seed's slice of every parameter, and climbs each seed by its own rho/||g_s||.
+summed per-seed losses give every seed its own gradient in one backward pass (the seeds
+share no parameter, so d(sum_s L_s)/d w_s = dL_s/dw_s). The base optimizers here (SGD, Adam,
+AdamW, weight decay included) act element by element with a step count shared by all seeds,
+so one optimizer on the stacked tensors is S independent optimizers. SAM's ascent is the one
+thing that mixes elements of a parameter: its norm is global *per seed*, so ``EnsembleSAM``
+computes S norms, each over that seed's slice of every parameter, and climbs each seed by its
+own rho/||g_s||.
 
 Supported models: no batch norm and no dropout (running statistics and random masks would
 need per-seed functional state); a workload declares support with
@@ -105,8 +105,8 @@ def _vmap_over_seeds(fn: Callable[..., Any], num_seeds: int, *args: Any) -> Any:
     """``torch.func.vmap(fn, randomness="error")(*args)`` with every tensor of ``args`` and of
     the output batched on dim 0: the same functorch levels vmap enters, without its generic
     pytree bookkeeping. On the synthetic workload's loss that bookkeeping was 160 of vmap's
-    220 us per call, a tenth of a whole ensemble step (tests/samcore/test_ensemble.py checks
-    the two agree)."""
+    220 us per call, a tenth of a whole ensemble step (tests/samcore/test_stacked_forward.py
+    checks the two agree)."""
     if _functorch is None:  # a torch without these internals: the public path
         return torch.func.vmap(fn, randomness="error")(*args)
     lazy_load_decompositions()  # what torch.func.vmap does first
@@ -118,13 +118,11 @@ def _vmap_over_seeds(fn: Callable[..., Any], num_seeds: int, *args: Any) -> Any:
         _functorch._vmap_decrement_nesting()
 
 
-def _leaves(batch: Any) -> list:
+def _leaves(batch: Any) -> list[torch.Tensor]:
     """A batch's tensors in the order ``stack_batches`` walks them."""
-    if isinstance(batch, dict):
-        return [leaf for k in batch for leaf in _leaves(batch[k])]
-    if isinstance(batch, (list, tuple)):
-        return [leaf for part in batch for leaf in _leaves(part)]
-    return [batch]
+    leaves: list[torch.Tensor] = []
+    _map_tensors(leaves.append, batch)
+    return leaves
 
 
 class SeedEnsemble(nn.Module):

@@ -36,7 +36,8 @@ ELEMENTWISE = (
     nn.Identity,
 )
 
-Layer = tuple[str, object]  # ("linear", (weight name, bias name or None)) | ("flatten", dims)
+# ("linear", (weight name, bias name or None)) | ("flatten", (start, end)) | ("elementwise", module)
+Layer = tuple[str, object]
 
 
 class StackedLinear(torch.autograd.Function):
