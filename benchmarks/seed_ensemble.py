@@ -136,6 +136,11 @@ def main() -> None:
         "ensemble's larger ops can use more cores than one small model's",
     )
     args = p.parse_args()
+    unknown = sorted(set(args.workloads.split(",")) - set(WORKLOADS))
+    if unknown:
+        p.error(f"--workloads: {', '.join(unknown)} not one of {', '.join(WORKLOADS)}")
+    if args.seeds < 2 or args.rounds < 1 or args.steps < 1:
+        p.error("--seeds must be >= 2, --rounds and --steps >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
