@@ -107,7 +107,8 @@ class TrainConfig:
     rho: float = 0.05
     """default SAM radius when the run does not give one"""
     rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
-    """the paper's rho grid for this workload (rho selection on validation)"""
+    """the paper's rho grid for this workload (rho selection on validation); a workload whose
+    grid depends on the width extends it in ``Workload.rho_grid_at``"""
 
     def __post_init__(self) -> None:
         """Values of the right type but out of range fail here, as bad input (ConfigError),
@@ -201,10 +202,18 @@ class Workload:
         """Flat split-prefixed metrics: ``train/loss``, ``val/<target>``, ``test/<target>``."""
         raise NotImplementedError
 
+    # ---- rho grid
+    def rho_grid_at(self, width: float) -> tuple[float, ...]:
+        """The paper's rho grid at ``width`` (the sweep's ``rho: paper``): ``config.rho_grid``
+        unless the paper adds values at some widths (ImageNet)."""
+        return tuple(self.config.rho_grid)
+
     # ---- workloads that own their loop
     def fit(self, request: FitRequest) -> dict[str, float]:
-        """Train one run; return final metrics including ``val/<target>`` (the selection
-        metric) and ``test/<target>`` (reported at the selected point)."""
+        """Train one run; return ``val/<target>`` (the selection metric) and ``test/<target>``
+        at the selected point, and ``final_val/<target>``, ``final_test/<target>`` at the last
+        evaluation (a loop without selection returns the same values under both names).
+        Optional: ``best_step`` and ``final_step`` (the loop's own step count at each)."""
         raise NotImplementedError
 
 

@@ -16,12 +16,20 @@ from typing import Any
 
 from samcore.width import format_width
 
-__all__ = ["RunConfig", "OPTIMIZER_CHOICES", "PRECISIONS", "workload_for_run"]
+__all__ = ["RunConfig", "OPTIMIZER_CHOICES", "PRECISIONS", "PROTOCOLS", "workload_for_run"]
 
 OPTIMIZER_CHOICES = ("base", "sam", "both", "sgd", "adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Which stored test metric an experiment reports (every run stores both; runners/train.py):
+# at the best validation epoch (the paper's Fig. 1, with validation replacing its test-set
+# selection) or at the final epoch (label noise, PoS without early stopping: PAPERS.md).
+PROTOCOLS = ("best-val", "final")
 # Fields added after runs were stored, left out of the hash at their defaults (ids unchanged).
-_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"sam_start": 0.0, "sam_end": 1.0}
+_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "sam_start": 0.0,
+    "sam_end": 1.0,
+    "protocol": "best-val",
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,9 @@ class RunConfig:
     """SAM runs: fraction of the total steps from which the ascent is used (late-phase SAM)"""
     sam_end: float = 1.0
     """SAM runs: fraction of the total steps after which plain base steps are taken again"""
+    protocol: str = "best-val"
+    """which stored test metric the experiment reports: best-val (at the best validation
+    epoch) | final (at the last epoch); both are stored with every run"""
     workload_config: dict[str, Any] = field(default_factory=dict)
     """the workload's fully resolved config"""
 
@@ -60,6 +71,8 @@ class RunConfig:
             raise ValueError(f"rho must be a finite number >= 0, got {self.rho}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.optimizer != "sam" and (self.rho or self.adaptive or self.m_sharpness):
             raise ValueError("rho, adaptive and m_sharpness apply to SAM runs only")
         if (self.sam_start, self.sam_end) != (0.0, 1.0):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from domains import Workload
-from runners.config import OPTIMIZER_CHOICES, PRECISIONS, RunConfig
+from runners.config import OPTIMIZER_CHOICES, PRECISIONS, PROTOCOLS, RunConfig
 from samcore import BASE_OPTIMIZERS, WidthError, format_width
 
 __all__ = ["PlanError", "check_widths", "optimizer_names", "expand_grid"]
@@ -62,13 +62,15 @@ def expand_grid(
     precision: str = "fp32",
     sam_starts: Sequence[float] = (0.0,),
     sam_end: float = 1.0,
+    protocol: str = "best-val",
 ) -> list[RunConfig]:
     """Every (width, optimizer, rho, seed) of one workload config as a RunConfig, in that order.
 
     ``optimizers`` are OPTIMIZER_CHOICES (``base``/``both`` resolved against the workload's
     base optimizer); rhos apply to SAM runs only (a base run has rho 0), as do ``adaptive``,
     ``m_sharpness`` and the late-phase window (``sam_starts`` x ``sam_end``, fractions of
-    training during which SAM is on)."""
+    training during which SAM is on). ``protocol`` says which stored test metric the
+    experiment reports (best-val | final)."""
     c = workload.config
     check_widths(workload, widths)
     if not rhos or any(not (r >= 0) or math.isinf(r) for r in rhos):
@@ -77,6 +79,8 @@ def expand_grid(
         raise PlanError("m_sharpness and micro_batch_size must be >= 0")
     if precision not in PRECISIONS:
         raise PlanError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if protocol not in PROTOCOLS:
+        raise PlanError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise PlanError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
     opts = optimizer_names(optimizers, c.optimizer)
@@ -103,6 +107,7 @@ def expand_grid(
                             precision=precision,
                             sam_start=start,
                             sam_end=sam_end if opt == "sam" else 1.0,
+                            protocol=protocol,
                             workload_config=wl_config,
                         )
                     )

@@ -39,7 +39,7 @@ from domains import (
 from results.store import Store, StoreError
 from results.tables import workload_table
 from runners.cli import Parser, UsageError
-from runners.config import OPTIMIZER_CHOICES, PRECISIONS, RunConfig
+from runners.config import OPTIMIZER_CHOICES, PRECISIONS, PROTOCOLS, RunConfig
 from runners.plan import PlanError, check_widths, expand_grid
 from runners.sharpness import MeasureError, MeasureSettings, measure_run
 from runners.train import Execution, RunOutcome, train_run
@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         choices=PRECISIONS,
         help="fp32 (default), bf16 autocast, or fp16 autocast with a GradScaler",
+    )
+    p.add_argument(
+        "--protocol",
+        default="best-val",
+        choices=PROTOCOLS,
+        help="which test metric the experiment reports: at the best validation epoch "
+        "(best-val, default) or at the final epoch (final); every run stores both",
     )
     p.add_argument(
         "--sam-start",
@@ -290,6 +297,7 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
             precision=args.precision,
             sam_starts=sam_starts,
             sam_end=args.sam_end,
+            protocol=args.protocol,
         )
     except PlanError as exc:
         raise UsageError(str(exc)) from None
@@ -382,10 +390,13 @@ def main(argv: list[str] | None = None) -> int:
         if (cfg.sam_start, cfg.sam_end) != (0.0, 1.0):
             opt += f" from {cfg.sam_start:g} to {cfg.sam_end:g}"
         val, test = s.get(f"best/val_{target.name}"), s.get(f"best/test_{target.name}")
+        final_test = s.get(f"final/test_{target.name}")
         metrics = (
             (
                 f"val/{target.name} {val:.5g}  test/{target.name} {test:.5g}  "
-                f"(best epoch {s.get('best/epoch')})"
+                f"(best epoch {s.get('best/epoch')}"
+                + ("" if final_test is None else f"; final test {final_test:.5g}")
+                + ")"
             )
             if val is not None
             else ""

@@ -5,7 +5,8 @@
     preset: quick                # defaults for every entry: preset, seeds, optimizers, rho
     seeds: [0, 1, 2]
     optimizers: [base, sam]      # base (the workload's own optimizer) | sam | sgd | adam | adamw
-    rho: default                 # default (the config's rho) | paper (its rho_grid) | 0.05 | [..]
+    rho: default                 # default (the config's rho) | paper (its grid per width) | 0.05 | [..]
+    protocol: best-val           # which test metric the experiment reports: best-val | final
     entries:
       - workload: mnist-mlp      # a registered name (python runners/run.py --list)
         widths: [0.25x, 1x, 4x]  # or "all": the workload's paper grid
@@ -19,7 +20,8 @@ an error that names it, where it is, and the valid keys), and each entry is expa
 ``runners.plan.expand_grid``, the same function ``runners/run.py`` uses, so the same experiment
 gets the same run id whichever command asked for it. ``rho_grid`` (the sweep CLI's
 ``--rho-grid``) replaces every entry's ``rho``. SAM's rho is chosen per width on validation by
-the report (``results/tables.py``), never here.
+the report (``results/tables.py``), never here. ``rho: paper`` takes the workload's paper grid
+at each width (``Workload.rho_grid_at``: ImageNet adds 0.005 at its two smallest widths).
 """
 
 from __future__ import annotations
@@ -34,13 +36,13 @@ from typing import Any
 import yaml
 
 from domains import ConfigError, UnknownWorkloadError, create_workload, get_spec
-from runners.config import PRECISIONS, RunConfig
+from runners.config import PRECISIONS, PROTOCOLS, RunConfig
 from runners.plan import PlanError, expand_grid
 from samcore import WidthError, parse_width, parse_widths
 
 __all__ = ["SpecError", "Sweep", "load_sweep", "parse_rho"]
 
-DEFAULT_KEYS = ("preset", "seeds", "optimizers", "rho")
+DEFAULT_KEYS = ("preset", "seeds", "optimizers", "rho", "protocol")
 TOP_KEYS = ("name", "description", *DEFAULT_KEYS, "entries")
 ENTRY_KEYS = ("workload", "widths", *DEFAULT_KEYS, "overrides", "grid", "flags")
 FLAG_DEFAULTS: dict[str, Any] = {
@@ -150,6 +152,24 @@ def _config_keys(workload_name: str, preset: str, keys: list[str], where: str) -
             )
 
 
+def _rho_groups(
+    workload: Any, widths: list[float], rho: str | list[float]
+) -> list[tuple[list[float], list[float]]]:
+    """(rhos, widths) pairs in width order: consecutive widths that share a rho grid are one
+    group, so the plan's order (width, optimizer, rho, seed) is that of one expand_grid."""
+    groups: list[tuple[list[float], list[float]]] = []
+    for w in widths:
+        if rho == "paper":
+            rhos = list(workload.rho_grid_at(w))
+        else:
+            rhos = [workload.config.rho] if rho == "default" else list(rho)
+        if groups and groups[-1][0] == rhos:
+            groups[-1][1].append(w)
+        else:
+            groups.append((rhos, [w]))
+    return groups
+
+
 def _expand_entry(
     entry: dict[str, Any], defaults: dict[str, Any], rho_grid: str | None, where: str
 ) -> list[RunConfig]:
@@ -173,6 +193,11 @@ def _expand_entry(
     seeds = _seeds(merged["seeds"], where)
     optimizers = _optimizers(merged["optimizers"], where)
     rho = parse_rho(rho_grid if rho_grid is not None else merged.get("rho", "default"), where)
+    protocol = merged.get("protocol", "best-val")
+    if protocol not in PROTOCOLS:
+        raise SpecError(
+            f"{where}: protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+        )
     overrides = entry.get("overrides") or {}
     grid = entry.get("grid") or {}
     for key, d in (("overrides", overrides), ("grid", grid)):
@@ -194,16 +219,19 @@ def _expand_entry(
         point = {**overrides, **dict(zip(grid, values))}
         try:
             workload = create_workload(name, preset, **point)
-            rhos = {"paper": list(workload.config.rho_grid), "default": [workload.config.rho]}
-            configs += expand_grid(
-                workload,
-                preset,
-                widths=_widths(entry["widths"], workload.widths, where),
-                optimizers=optimizers,
-                rhos=rhos.get(rho, rho) if isinstance(rho, str) else rho,
-                seeds=seeds,
-                **flags,
-            )
+            widths = _widths(entry["widths"], workload.widths, where)
+            # one grid per width: the paper's rho grid can depend on the width (ImageNet)
+            for rhos, ws in _rho_groups(workload, widths, rho):
+                configs += expand_grid(
+                    workload,
+                    preset,
+                    widths=ws,
+                    optimizers=optimizers,
+                    rhos=rhos,
+                    seeds=seeds,
+                    protocol=protocol,
+                    **flags,
+                )
         except (ConfigError, PlanError, ValueError) as exc:
             at = f" at {point}" if grid else ""
             raise SpecError(f"{where}{at}: {exc}") from None

@@ -2,7 +2,9 @@
 
 config -> workload.build_model -> (SAM or base) steps over workload.train_batches ->
 workload.evaluate every ``eval_every`` epochs -> metric rows and a checkpoint -> final row.
-Model selection is on ``val/<target>``; the test metric is reported at that epoch.
+Both protocols are stored in every run's summary: ``best/{epoch,val_<t>,test_<t>}`` at the
+epoch of the best ``val/<target>`` (model selection) and ``final/{epoch,val_<t>,test_<t>}`` at
+the last epoch (always evaluated); ``RunConfig.protocol`` says which one the experiment reports.
 """
 
 from __future__ import annotations
@@ -370,13 +372,15 @@ def evaluate_and_select(
     if not math.isfinite(val):
         state["diverged_step"] = state["step"]
         return evals, f"non-finite val/{target.name} at epoch {state['epoch']}"
+    point = {
+        "epoch": state["epoch"],
+        "step": state["step"],
+        "val": val,
+        "test": evals.get(f"test/{target.name}", math.nan),
+    }
+    state["last"] = point  # the final-epoch protocol: the last evaluation (the last epoch)
     if state["best"] is None or target.better(val, state["best"]["val"]):
-        state["best"] = {
-            "epoch": state["epoch"],
-            "step": state["step"],
-            "val": val,
-            "test": evals.get(f"test/{target.name}", math.nan),
-        }
+        state["best"] = dict(point)
     return evals, None
 
 
@@ -391,8 +395,12 @@ def finish_run(
     error: str | None,
     **extra: Any,
 ) -> RunOutcome:
-    """Store a trained run's summary and final status (``extra`` goes into the summary)."""
+    """Store a trained run's summary and final status (``extra`` goes into the summary).
+
+    ``final/*`` is the last evaluation of a run that finished (status done), which is the last
+    epoch's; a diverged or failed run has no final model to report (None)."""
     best = state["best"] or {}
+    last = (state.get("last") or {}) if status == "done" else {}
     summary = {
         "target": target.name,
         "target_mode": target.mode,
@@ -400,6 +408,9 @@ def finish_run(
         "best/epoch": best.get("epoch"),
         f"best/val_{target.name}": best.get("val"),
         f"best/test_{target.name}": best.get("test"),
+        "final/epoch": last.get("epoch"),
+        f"final/val_{target.name}": last.get("val"),
+        f"final/test_{target.name}": last.get("test"),
         "steps": state["step"],
         "epochs": state["epoch"],
         "examples_seen": state["examples"],
@@ -471,15 +482,25 @@ def _train_owned_loop(
     except Exception as exc:  # recorded, and the grid goes on
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - t0
+    t = target.name
+    # best/: the loop's selected point (e.g. PPO's best val checkpoint); final/: its last
+    # evaluation, of the policy at the end of training. Steps are the loop's own (env steps).
+    known = {f"val/{t}", f"test/{t}", f"final_val/{t}", f"final_test/{t}", "best_step"}
     summary = {
-        "target": target.name,
+        "target": t,
         "target_mode": target.mode,
         "n_params": n_params,
-        f"best/val_{target.name}": final.get(f"val/{target.name}"),
-        f"best/test_{target.name}": final.get(f"test/{target.name}"),
+        "best/epoch": None,
+        "best/step": final.get("best_step"),
+        f"best/val_{t}": final.get(f"val/{t}"),
+        f"best/test_{t}": final.get(f"test/{t}"),
+        "final/epoch": None,
+        "final/step": final.get("final_step", last_step if final else None),
+        f"final/val_{t}": final.get(f"final_val/{t}", final.get(f"val/{t}")),
+        f"final/test_{t}": final.get(f"final_test/{t}", final.get(f"test/{t}")),
         "steps": last_step,
         "wall_time_s": wall,
-        **{f"final/{k}": v for k, v in final.items()},
+        **{k: v for k, v in final.items() if k not in known | {"final_step"}},
     }
     store.finish_run(
         run_id, status, summary=summary, error=error, wall_time_s=wall, last_step=last_step

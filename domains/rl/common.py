@@ -8,6 +8,9 @@ checkpoint, ``test`` episodes (seeds seed+20_000...) are reported. With ``eval_f
 policy is also evaluated on the val episodes during training, and the best such policy (the
 paper reports "best score") is kept in memory: ``val/return`` and ``test/return`` are then the
 best checkpoint's, the final policy's are ``final_val/return`` and ``final_test/return``.
+The runner stores them as the two protocols: ``best/*`` (the best val checkpoint; the final
+policy when ``eval_freq`` is 0) and ``final/*`` = the last evaluation, of the policy after
+``total_timesteps`` (``final/step``; PPO has no epochs, so ``final/epoch`` is None).
 The ``step`` of every logged row is the number of environment steps (agent steps) so far;
 ``train/episode_length`` is Monitor's, in the wrapped env's own steps (emulator frames for Atari).
 
@@ -218,6 +221,7 @@ def _fit(
         "steps_per_s": model.num_timesteps / train_time,
         "timesteps": float(model.num_timesteps),
         "train_time_s": train_time,
+        "final_step": float(model.num_timesteps),
         "final_val/return": evaluate("val"),
         "final_test/return": evaluate("test"),
     }

@@ -13,6 +13,7 @@ import torch
 from runners.checkpoint import load_checkpoint, save_checkpoint
 from runners.train import checkpoint_path
 from tests.runners.fault_helpers import (
+    SMALL,
     integrity,
     interrupted_at,
     metric_rows,
@@ -83,7 +84,15 @@ def reference(workload, tmp_path_factory):
     cfg = run_config(workload)
     outcome = train(workload, cfg, out)
     assert outcome.status == "done"
-    return metric_rows(out / "runs.sqlite"), summary_without_wall(outcome.summary)
+    rows = metric_rows(out / "runs.sqlite")
+    # both protocols in the summary, read back from the last epoch's rows (resumed runs must
+    # reproduce them: _resume_and_check compares whole summaries)
+    last = {k: v for _, _, e, k, v in rows if e == SMALL["num_epochs"]}
+    s = outcome.summary
+    assert s["final/epoch"] == SMALL["num_epochs"]
+    assert (s["final/val_mse"], s["final/test_mse"]) == (last["val/mse"], last["test/mse"])
+    assert s["best/epoch"] is not None
+    return rows, summary_without_wall(s)
 
 
 @pytest.fixture

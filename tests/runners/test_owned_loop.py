@@ -30,7 +30,15 @@ class _OwnLoop(Workload):
         for step in range(1, 4):
             opt.step(lambda: _closure(opt, model))
             request.log(step, {"train/reward": float(step)})
-        return {"val/reward": 3.0, "test/reward": 2.5}
+        # the best checkpoint (step 2) and the last evaluation (step 3) differ
+        return {
+            "val/reward": 3.0,
+            "test/reward": 2.5,
+            "best_step": 2.0,
+            "final_val/reward": 2.0,
+            "final_test/reward": 1.5,
+            "final_step": 3.0,
+        }
 
 
 def _closure(opt, model):
@@ -61,7 +69,10 @@ def test_owned_loop_run_is_stored_and_failures_are_recorded(tmp_path):
     assert out.status == "done"
     row = store.get_run(out.run_id)
     assert row["status"] == "done" and row["n_params"] == 4 * 8 + 8
-    assert row["summary"]["best/val_reward"] == 3.0 and row["summary"]["best/test_reward"] == 2.5
+    s = row["summary"]
+    assert (s["best/val_reward"], s["best/test_reward"], s["best/step"]) == (3.0, 2.5, 2.0)
+    assert (s["final/val_reward"], s["final/test_reward"], s["final/step"]) == (2.0, 1.5, 3.0)
+    assert s["best/epoch"] is None and s["final/epoch"] is None  # no epochs in an owned loop
     assert [m["value"] for m in store.metrics(out.run_id)] == [1.0, 2.0, 3.0]
     req = workload.requests[0]
     assert (
