@@ -2,12 +2,20 @@
 
 Tables:
   runs     id (config hash), name, workload, domain, optimizer, base_optimizer, width, seed, rho,
-           preset, config (JSON), status (running | done | diverged | failed), n_params,
-           git_commit, hardware, started_at, ended_at, wall_time_s, last_step, error, summary (JSON)
+           preset, config (JSON), status (running | done | diverged | failed | interrupted),
+           n_params, git_commit, hardware, started_at, ended_at, wall_time_s, last_step, error,
+           summary (JSON)
   metrics  long format (run_id, step, epoch, key, value); (run_id, step, key) is unique, so a
            resumed run rewrites rather than duplicates the rows after its checkpoint.
   measures one value per (run_id, name) measured after training (lambda_max, sharpness, ...),
            with its settings as details (JSON); measuring again replaces the row.
+
+The schema version is the file's ``PRAGMA user_version`` (``SCHEMA_VERSION``). Opening a store
+first runs SQLite's ``quick_check`` and reads the version and tables, and only then writes: a
+damaged file, a newer schema, or another program's database is refused with ``StoreError``
+and left byte for byte as it was (issue 20, finding 5). Older stores of this suite are
+upgraded in one transaction: version 0 (unstamped, from before versions existed) with this
+suite's tables counts as version 1; version 1 -> 2 adds the ``interrupted`` status.
 Imports neither torch nor domains: tables and figures are built from this file alone.
 """
 
@@ -16,16 +24,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Store", "STATUSES", "StoreError"]
+__all__ = ["Store", "STATUSES", "StoreError", "SCHEMA_VERSION"]
 
-STATUSES = ("running", "done", "diverged", "failed")
+STATUSES = ("running", "done", "diverged", "failed", "interrupted")
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+_RUNS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     workload TEXT NOT NULL,
@@ -37,7 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     rho REAL NOT NULL,
     preset TEXT NOT NULL,
     config TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'diverged', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ({statuses})),
     n_params INTEGER,
     git_commit TEXT,
     hardware TEXT,
@@ -47,33 +57,70 @@ CREATE TABLE IF NOT EXISTS runs (
     last_step INTEGER,
     error TEXT,
     summary TEXT
-);
-CREATE TABLE IF NOT EXISTS metrics (
+)"""
+
+_SCHEMA = [
+    _RUNS_TABLE.format(name="runs", statuses=", ".join(f"'{s}'" for s in STATUSES)),
+    """CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(id),
     step INTEGER NOT NULL,
     epoch REAL,
     key TEXT NOT NULL,
     value REAL,
     PRIMARY KEY (run_id, step, key)
-);
-CREATE TABLE IF NOT EXISTS measures (
+)""",
+    """CREATE TABLE IF NOT EXISTS measures (
     run_id TEXT NOT NULL REFERENCES runs(id),
     name TEXT NOT NULL,
     value REAL,
     details TEXT,
     measured_at TEXT,
     PRIMARY KEY (run_id, name)
-);
-CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, status);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, status)",
+]
+
+# The columns of each table (versions 1 and 2 differ only in the status CHECK constraint).
+_COLUMNS = {
+    "runs": (
+        "id", "name", "workload", "domain", "optimizer", "base_optimizer", "width", "seed",
+        "rho", "preset", "config", "status", "n_params", "git_commit", "hardware",
+        "started_at", "ended_at", "wall_time_s", "last_step", "error", "summary",
+    ),
+    "metrics": ("run_id", "step", "epoch", "key", "value"),
+    "measures": ("run_id", "name", "value", "details", "measured_at"),
+}  # fmt: skip
+_SQLITE_FULL = 13  # "database or disk is full"
 
 
 class StoreError(RuntimeError):
-    """The store cannot be opened or written (path, permissions, corruption)."""
+    """The store cannot be opened or written (path, permissions, corruption, disk full)."""
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _short(text: object, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters (SQLite's messages can hold file content)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _add_interrupted_status(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2: a CHECK constraint cannot be altered, so the runs table is rebuilt
+    (SQLite's documented rename-copy-drop procedure; foreign keys are not enforced)."""
+    columns = ", ".join(_COLUMNS["runs"])
+    statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    db.execute(_RUNS_TABLE.format(name="runs_v2", statuses=statuses))
+    db.execute(f"INSERT INTO runs_v2 ({columns}) SELECT {columns} FROM runs")
+    db.execute("DROP TABLE runs")  # drops its index too
+    db.execute("ALTER TABLE runs_v2 RENAME TO runs")
+    db.execute("CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, status)")
+
+
+# _UPGRADES[v] takes a store from version v to v + 1, inside the caller's transaction.
+_UPGRADES: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_interrupted_status}
 
 
 class Store:
@@ -84,12 +131,108 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=60000")
-            self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open results store {self.path}: {exc}") from None
+            raise StoreError(f"cannot open results store {self.path}: {_short(exc)}") from None
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout=60000")
+            version = self._check()  # reads only: a refused file is left as it was
+            self._db.execute("PRAGMA journal_mode=WAL")
+            if version != SCHEMA_VERSION:
+                self._upgrade()
+        except StoreError:
+            self._db.close()
+            raise
+        except (OSError, sqlite3.Error) as exc:
+            self._db.close()
+            raise StoreError(f"cannot open results store {self.path}: {_short(exc)}") from None
+
+    def _tables(self) -> dict[str, tuple[str, ...]]:
+        names = [
+            r[0]
+            for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not r[0].startswith("sqlite_")
+        ]
+        return {
+            n: tuple(r[1] for r in self._db.execute(f'PRAGMA table_info("{n}")')) for n in names
+        }
+
+    def _check(self) -> int:
+        """The file's schema version, after SQLite's quick integrity check; StoreError if the
+        file is damaged or is not (or not yet) a store this code can read."""
+        try:
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise StoreError(
+                f"results store {self.path} is damaged (sqlite quick_check: "
+                f"{_short('; '.join(problems))}); move it aside or restore a copy"
+            )
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION or version < 0:
+            raise StoreError(
+                f"results store {self.path} has schema version {version}; this code reads "
+                f"versions up to {SCHEMA_VERSION} (written by a newer version of the suite?)"
+            )
+        tables = self._tables()
+        if version == 0 and not tables:
+            return 0  # a new, empty file
+        wrong = sorted(
+            name
+            for name, columns in tables.items()
+            if _COLUMNS.get(name, ()) != columns and (version == 0 or name in _COLUMNS)
+        )
+        if "runs" not in tables or wrong:
+            found = ", ".join(f"{n}({', '.join(tables[n])})" for n in sorted(tables))
+            raise StoreError(
+                f"results store {self.path} is not a store of this suite (schema version "
+                f"{version}; tables {_short(found, 160)}); use another --results folder"
+            )
+        return version
+
+    def _upgrade(self) -> None:
+        """Create a new store's tables or upgrade an old one to ``SCHEMA_VERSION``, in one
+        transaction; another process may have done it first, so the version is read again."""
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                return
+            fresh = "runs" not in self._tables()
+            for statement in _SCHEMA:  # an unstamped store may predate the measures table
+                self._db.execute(statement)
+            version = SCHEMA_VERSION if fresh else max(version, 1)
+            while version < SCHEMA_VERSION:
+                _UPGRADES[version](self._db)
+                version += 1
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT. BEGIN IMMEDIATE takes the write lock up front: no
+        deadlock upgrade under contention. SQLite rolls a transaction back by itself on some
+        errors (disk full): a second ROLLBACK would fail with "no transaction is active" and
+        hide the cause (issue 20, finding 6), so it is issued only while one is open."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original error is the one to report
+            if isinstance(exc, sqlite3.Error) and (
+                getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(exc)
+            ):
+                raise StoreError(
+                    f"results store {self.path}: disk full ({_short(exc)}); nothing of this "
+                    "write was stored: free space and rerun to resume"
+                ) from None
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -101,14 +244,8 @@ class Store:
         self.close()
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
-        # BEGIN IMMEDIATE takes the write lock up front: no deadlock upgrade under contention.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._db.execute(sql, tuple(params))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     # ------------------------------------------------------------------ runs
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -170,7 +307,9 @@ class Store:
         last_step: int | None = None,
     ) -> None:
         if status not in STATUSES or status == "running":
-            raise ValueError(f"finish status must be done, diverged or failed, got {status!r}")
+            raise ValueError(
+                f"finish status must be done, diverged, failed or interrupted, got {status!r}"
+            )
         self._write(
             """UPDATE runs SET status = ?, summary = ?, error = ?, wall_time_s = ?,
                    last_step = ?, ended_at = ? WHERE id = ?""",
@@ -196,17 +335,12 @@ class Store:
         self, run_id: str, step: int, epoch: float | None, metrics: Mapping[str, float]
     ) -> None:
         rows = [(run_id, step, epoch, k, float(v)) for k, v in metrics.items()]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO metrics (run_id, step, epoch, key, value) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
             self._db.execute("UPDATE runs SET last_step = ? WHERE id = ?", (step, run_id))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def delete_metrics_after(self, run_id: str, step: int) -> None:
         """Drop rows logged after ``step`` (a resumed run recomputes them)."""
@@ -254,8 +388,7 @@ class Store:
             for k, v in run.items()
         }
         names = list(row)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._db.execute(
                 f"INSERT OR REPLACE INTO runs ({', '.join(names)}) "
                 f"VALUES ({', '.join('?' for _ in names)})",
@@ -266,10 +399,6 @@ class Store:
                 "INSERT INTO metrics (run_id, step, epoch, key, value) VALUES (?, ?, ?, ?, ?)",
                 [(run["id"], m["step"], m["epoch"], m["key"], m["value"]) for m in metrics],
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def counts(self) -> dict[str, int]:
         """Row counts, for tests and sanity checks."""
