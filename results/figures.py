@@ -2,7 +2,7 @@
 
 - ``gain_vs_params``: the paper's Fig. 1 layout, one panel per workload: SAM's gain over the
   base optimizer against the parameter count (log axis), 95% CI band over seeds, the paper's
-  points overlaid (squares, dashed), zero line.
+  points overlaid (squares, dashed) only for runs of the paper's exact setup, zero line.
 - ``curves_<workload>``: training curves per width, base vs SAM at the chosen rho: training
   loss (first pass) and the validation metric against optimizer steps, mean over seeds (thin
   lines: single seeds).
@@ -25,7 +25,7 @@ from matplotlib.ticker import NullFormatter
 
 from results.analysis import Experiment, experiments, optimizer_label
 from results.io import atomic_write
-from results.paper_numbers import PAPER, metric_unit, paper_at
+from results.paper_numbers import metric_unit, paper_at
 from results.store import Store
 
 __all__ = [
@@ -66,7 +66,7 @@ def _grid(n: int, width: float = 3.6, height: float = 3.0) -> tuple[Figure, list
 
 
 def _title(e: Experiment) -> str:
-    return e.workload + (f"\n{e.label}" if e.label else "")
+    return e.workload + f" ({e.protocol})" + (f"\n{e.label}" if e.label else "")
 
 
 def _slug(text: str) -> str:
@@ -90,7 +90,8 @@ def gain_vs_params(exps: list[Experiment]) -> Figure:
             alpha=0.2,
             linewidth=0,
         )
-        paper = PAPER.get(e.workload)
+        ref = e.reference  # the paper's numbers only for runs of the paper's exact setup
+        paper = ref.result if ref is not None else None
         if paper is not None:
             ours_params = {r.width: r.params for r in e.rows}
             points = []
@@ -114,7 +115,10 @@ def gain_vs_params(exps: list[Experiment]) -> Figure:
         unit = metric_unit(e.workload)
         ax.set_ylabel(f"SAM gain ({unit})" if unit else "SAM gain")
         ax.legend(fontsize=7)
-    fig.suptitle("SAM gain over the base optimizer vs parameters (band: 95% CI over seeds)")
+    fig.suptitle(
+        "SAM gain over the base optimizer vs parameters (band: 95% CI over seeds; "
+        "test at each panel's protocol)"
+    )
     return fig
 
 
@@ -172,7 +176,7 @@ def rho_vs_width(exps: list[Experiment]) -> Figure:
     for ax, e in zip(axes, exps, strict=True):
         rows = [r for r in e.rows if r.rho is not None]
         ax.plot([r.width for r in rows], [r.rho for r in rows], **_OURS)
-        paper = PAPER.get(e.workload)
+        paper = e.reference.result if e.reference is not None else None
         if paper is not None and paper.best_rho:
             ax.plot(
                 list(paper.widths), [paper_at(paper, w, "best_rho") for w in paper.widths], **_PAPER

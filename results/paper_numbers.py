@@ -1,9 +1,9 @@
-"""The paper's reported numbers, per workload and width, in this suite's units.
+"""The paper's reported numbers, each with the exact setup it belongs to, in this suite's units.
 
-Transcribed from ../shared/PAPERS.md (Shin et al., "Critical Influence of Overparameterization
-on Sharpness-aware Minimization", UAI 2025: appendix A tables and values read from Fig. 1, means
-of 3 seeds). Paper widths are mapped to our width multipliers by each workload module's
-docstring ("1x" = the workload's reference model):
+Transcribed from ../shared/PAPERS.md and issue 22 (Shin et al., "Critical Influence of
+Overparameterization on Sharpness-aware Minimization", UAI 2025: appendix A tables and values
+read from the figures, means of 3 seeds). Paper widths are mapped to our width multipliers by
+each workload module's docstring ("1x" = the workload's reference model):
 
     synthetic-regression  student hidden h = 100..1000   -> h / 100        (1x .. 10x)
     mnist-mlp             [300p, 100p], p                -> p              (0.25x .. 10x)
@@ -15,6 +15,17 @@ docstring ("1x" = the workload's reference model):
     ogbg-molpcba          latent 128..512                -> latent / 128   (1x .. 4x)
     atari-ppo             Nature-CNN x k/2, k = 1..4     -> k / 2          (0.5x .. 2x)
 
+A number is evidence only against runs of the experiment that produced it (issue 17: a
+``paper-no-wd`` run once got Fig. 1's with-weight-decay numbers, and a quick 2-layer English
+tagger was compared with the paper's 5.5M Ancient Greek model). So each ``PaperReference``
+names its setup: workload, preset (only the ``paper`` presets: ``quick``/``smoke`` runs never
+get a reference), the protocol its numbers were reported at (``best-val``: test at the best
+validation epoch, Fig. 1; ``final``: the last epoch, the label-noise ablation), the config
+values its runs must have (``requires``; the ablation fields ``label_noise``, ``sparsity`` and
+``match_params_of`` must be 0 unless required), and the kind of comparison (``kind``: a
+width table; ``depth`` where the reference's axis is the depth, not the width; a selection
+over weight decay; SGD trained twice as long). ``reference_for`` is the one place that decides.
+
 Units. Our metrics are what the workloads' ``evaluate`` returns: accuracy in percent for the
 vision and language workloads (as the paper), MSE for the regression, mean episode return for
 RL, and OGB's evaluator value as a fraction 0..1 for the ogbg workloads, where the paper reports
@@ -25,28 +36,44 @@ Gain = SAM minus base in the metric's better direction (base - SAM for MSE), as 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
+    "ABLATION_FIELDS",
+    "PROTOCOLS",
+    "KINDS",
     "PaperResult",
-    "PaperAblation",
-    "PAPER",
-    "PAPER_ABLATIONS",
+    "PaperReference",
+    "REFERENCES",
     "METRIC_UNITS",
     "metric_unit",
     "paper_at",
+    "reference_for",
+    "reference_slope",
 ]
 
 Num = float | None
 
+PROTOCOLS = ("best-val", "final")
+"""best-val: test at the best validation epoch (Fig. 1; our validation replaces the paper's
+test selection); final: test at the last epoch (label noise, PoS without early stopping)"""
+ABLATION_FIELDS = ("label_noise", "sparsity", "match_params_of")
+"""workload-config fields whose non-zero runs are ablations (0 = the clean experiment)"""
+KINDS = ("width", "depth", "best over weight decay", "SGD 400 epochs vs SAM 200")
+"""what a reference compares: base vs SAM per width (the tables of results/tables.py), per
+depth, SAM vs SGD each at its best weight decay, SGD trained twice as long as SAM"""
+
 
 @dataclass(frozen=True)
 class PaperResult:
-    """One workload's row of the paper's Fig. 1 (or of an ablation), aligned by width."""
+    """One row of the paper's numbers, aligned by the reference's axis (width, or depth)."""
 
     widths: tuple[float, ...]
-    """our width multipliers, one per paper width"""
+    """our width multipliers, one per paper width (for kind 'depth': the depths)"""
     gain: tuple[Num, ...]
     """the paper's reported gain (SAM better > 0), our units"""
     base: tuple[Num, ...] = ()
@@ -70,133 +97,286 @@ class PaperResult:
 
 
 @dataclass(frozen=True)
-class PaperAblation:
-    """A paper ablation: the runs whose workload config has ``field == value`` (and ``extra``)."""
+class PaperReference:
+    """The paper's numbers for one experiment, and the setup a run must have to be compared."""
 
+    source: str
+    """where in the paper (figure or appendix) the numbers come from"""
     workload: str
-    field: str
-    value: float
     result: PaperResult
-    extra: dict[str, Any] = field(default_factory=dict)
-    """further workload-config fields the paper's runs had (e.g. the sparsity method)"""
+    preset: str = "paper"
+    """the preset the runs started from; runs of any other preset get no reference"""
+    protocol: str = "best-val"
+    """the protocol the paper's numbers were reported at (``PROTOCOLS``)"""
+    requires: Mapping[str, Any] = field(default_factory=dict)
+    """run- or workload-config values the runs must have (a field the runs lack: no match)"""
+    kind: str = "width"
+    """the comparison (``KINDS``); only 'width' references attach to the width tables"""
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"{self.source}: protocol {self.protocol!r} not in {PROTOCOLS}")
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.source}: kind {self.kind!r} not in {KINDS}")
+        object.__setattr__(self, "requires", MappingProxyType(dict(self.requires)))
 
 
 def _diff(base: tuple[float, ...], sam: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(round(s - b, 6) for b, s in zip(base, sam, strict=True))
 
 
-PAPER: dict[str, PaperResult] = {
-    "synthetic-regression": PaperResult(
-        widths=tuple(float(k) for k in range(1, 11)),
-        params=tuple(102.0 * 100 * k + 1 for k in range(1, 11)),
-        gain=(0.026, 0.029, 0.035, 0.047, 0.056, 0.062, 0.063, 0.074, 0.080, 0.083),
-        # SGD is given at the ends only (1.0315 -> 1.0868); SAM ~1.004-1.005 throughout
-        base=(1.0315, None, None, None, None, None, None, None, None, 1.0868),
+# Fig. 1: the eight workloads, each at its `paper` preset, test at the best epoch.
+_FIG1: dict[str, tuple[PaperResult, dict[str, Any]]] = {
+    "synthetic-regression": (
+        PaperResult(
+            widths=tuple(float(k) for k in range(1, 11)),
+            params=tuple(102.0 * 100 * k + 1 for k in range(1, 11)),
+            gain=(0.026, 0.029, 0.035, 0.047, 0.056, 0.062, 0.063, 0.074, 0.080, 0.083),
+            # SGD is given at the ends only (1.0315 -> 1.0868); SAM ~1.004-1.005 throughout
+            base=(1.0315, None, None, None, None, None, None, None, None, 1.0868),
+        ),
+        {},
     ),
-    "mnist-mlp": PaperResult(
-        widths=(0.25, 0.5, 1.0, 4.0, 10.0),
-        params=(61_035, 125_810, 266_610, 1_426_410, 5_366_010),
-        base=(98.20, 98.55, 98.56, 98.67, 98.67),
-        sam=(98.27, 98.61, 98.74, 98.86, 98.85),
-        gain=(0.07, 0.06, 0.18, 0.19, 0.19),
-        best_rho=(0.02, 0.1, 0.2, 0.2, 0.2),
+    "mnist-mlp": (
+        PaperResult(
+            widths=(0.25, 0.5, 1.0, 4.0, 10.0),
+            params=(61_035, 125_810, 266_610, 1_426_410, 5_366_010),
+            base=(98.20, 98.55, 98.56, 98.67, 98.67),
+            sam=(98.27, 98.61, 98.74, 98.86, 98.85),
+            gain=(0.07, 0.06, 0.18, 0.19, 0.19),
+            best_rho=(0.02, 0.1, 0.2, 0.2, 0.2),
+        ),
+        {"weight_decay": 1e-4},
     ),
-    "cifar10-resnet18": PaperResult(
-        widths=(0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0),
-        params=(44_622, 176_402, 701_466, 2_797_610, 11_173_962, 44_662_922, 178_585_866),
-        base=(83.62, 88.79, 92.57, 94.06, 95.03, 95.24, 95.77),
-        sam=(83.98, 89.45, 93.01, 94.91, 96.00, 96.47, 96.78),
-        gain=(0.36, 0.66, 0.44, 0.85, 0.96, 1.23, 1.01),
-        best_rho=(0.005, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2),
+    "cifar10-resnet18": (
+        PaperResult(
+            widths=(0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0),
+            params=(44_622, 176_402, 701_466, 2_797_610, 11_173_962, 44_662_922, 178_585_866),
+            base=(83.62, 88.79, 92.57, 94.06, 95.03, 95.24, 95.77),
+            sam=(83.98, 89.45, 93.01, 94.91, 96.00, 96.47, 96.78),
+            gain=(0.36, 0.66, 0.44, 0.85, 0.96, 1.23, 1.01),
+            best_rho=(0.005, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2),
+        ),
+        {"weight_decay": 5e-4},
     ),
-    "cifar10-vit": PaperResult(
-        widths=(1.0, 2.0, 4.0, 8.0, 16.0, 32.0),
-        gain=(0.07, 1.47, 1.29, 0.74, 0.38, -0.01),
-        note="the paper's 'regularization needed' ablation: the gain does not grow",
+    "imagenet-resnet50": (
+        PaperResult(
+            widths=(0.25, 0.5, 0.75, 1.0, 1.25),
+            params=(1.99e6, 6.92e6, 14.77e6, 25.56e6, 39.27e6),
+            base=(63.85, 71.94, 74.92, 76.39, 77.32),
+            sam=(63.88, 71.98, 75.10, 76.74, 77.86),
+            gain=(0.03, 0.04, 0.17, 0.35, 0.54),
+        ),
+        {},
     ),
-    "imagenet-resnet50": PaperResult(
-        widths=(0.25, 0.5, 0.75, 1.0, 1.25),
-        params=(1.99e6, 6.92e6, 14.77e6, 25.56e6, 39.27e6),
-        base=(63.85, 71.94, 74.92, 76.39, 77.32),
-        sam=(63.88, 71.98, 75.10, 76.74, 77.86),
-        gain=(0.03, 0.04, 0.17, 0.35, 0.54),
+    "ud-pos-transformer": (
+        PaperResult(
+            widths=(0.5, 1.0, 1.5, 2.0, 2.5),
+            params=(5.5e6, 13.5e6, 23.7e6, 36.3e6, 51.3e6),
+            base=(68.76, 68.61, 68.61, 68.11, 68.16),
+            sam=(68.66, 69.26, 69.44, 69.18, 69.31),
+            gain=(-0.10, 0.65, 0.83, 1.06, 1.15),
+            note="UD Ancient Greek-Perseus, XPOS tags, best dev accuracy",
+        ),
+        # the paper's treebank and tags: the English-EWT UPOS tagger is another task
+        {"treebank": "UD_Ancient_Greek-Perseus", "tag_column": "xpos"},
     ),
-    "ud-pos-transformer": PaperResult(
-        widths=(0.5, 1.0, 1.5, 2.0, 2.5),
-        params=(5.5e6, 13.5e6, 23.7e6, 36.3e6, 51.3e6),
-        base=(68.76, 68.61, 68.61, 68.11, 68.16),
-        sam=(68.66, 69.26, 69.44, 69.18, 69.31),
-        gain=(-0.10, 0.65, 0.83, 1.06, 1.15),
-        note="paper: UD Ancient Greek-Perseus XPOS; our default treebank is English-EWT UPOS",
+    "sst2-lstm": (
+        PaperResult(
+            widths=(0.25, 0.5, 1.0, 2.0, 3.0, 4.0),
+            params=(0.53e6, 1.1e6, 2.5e6, 5.8e6, 10.0e6, 15.1e6),
+            base=(84.90, 85.55, 85.55, 84.94, 85.51, 85.13),
+            sam=(85.13, 85.82, 86.05, 86.16, 86.51, 86.28),
+            gain=(0.23, 0.27, 0.50, 1.22, 0.99, 1.15),
+        ),
+        {},
     ),
-    "sst2-lstm": PaperResult(
-        widths=(0.25, 0.5, 1.0, 2.0, 3.0, 4.0),
-        params=(0.53e6, 1.1e6, 2.5e6, 5.8e6, 10.0e6, 15.1e6),
-        base=(84.90, 85.55, 85.55, 84.94, 85.51, 85.13),
-        sam=(85.13, 85.82, 86.05, 86.16, 86.51, 86.28),
-        gain=(0.23, 0.27, 0.50, 1.22, 0.99, 1.15),
+    "ogbg-molpcba": (  # the paper's AP x100, divided by 100 (our evaluator's scale)
+        PaperResult(
+            widths=(1.0, 2.0, 4.0),
+            params=(184_192, 695_936, 2_702_464),
+            base=(0.1974, 0.2167, 0.2157),
+            sam=(0.1961, 0.2190, 0.2204),
+            gain=(-0.0013, 0.0024, 0.0047),
+            note="paper reports validation AP",
+        ),
+        {},
     ),
-    "ogbg-molpcba": PaperResult(  # the paper's AP x100, divided by 100 (our evaluator's scale)
-        widths=(1.0, 2.0, 4.0),
-        params=(184_192, 695_936, 2_702_464),
-        base=(0.1974, 0.2167, 0.2157),
-        sam=(0.1961, 0.2190, 0.2204),
-        gain=(-0.0013, 0.0024, 0.0047),
-        note="paper reports validation AP",
-    ),
-    "atari-ppo": PaperResult(
-        widths=(0.5, 1.0, 1.5, 2.0),
-        params=(424_533, 1_686_693, 3_786_485, 6_723_909),
-        base=(377.0, 506.0, 584.0, 686.0),
-        sam=(405.0, 523.0, 748.0, 808.0),
-        gain=(28.0, 18.0, 164.0, 122.0),
-        gain_err=(19.0, 40.0, 64.0, 112.0),
-        note="Breakout, 10M steps, best score",
+    "atari-ppo": (
+        PaperResult(
+            widths=(0.5, 1.0, 1.5, 2.0),
+            params=(424_533, 1_686_693, 3_786_485, 6_723_909),
+            base=(377.0, 506.0, 584.0, 686.0),
+            sam=(405.0, 523.0, 748.0, 808.0),
+            gain=(28.0, 18.0, 164.0, 122.0),
+            gain_err=(19.0, 40.0, 64.0, 112.0),
+            note="Breakout, 10M steps, best score",
+        ),
+        {},
     ),
 }
 
-# Ablations (PAPERS.md "Ablations"). Label noise: symmetric flips; gain = SAM - SGD computed
-# from the two reported accuracies. Sparsity: the paper keeps the number of remaining
-# parameters equal to a small dense model's, our ``match_params_of`` (0.25 = 16 filters for
-# ResNet-18, p = 0.25 for the MLP).
+# Ablations (PAPERS.md "Ablations"). Label noise: symmetric flips, CIFAR ResNet-18 at 4/16/32/64
+# filters; gain = SAM - SGD from the two reported accuracies. SGD falls with width at 0.75,
+# which only the final-epoch value does: these numbers are final-epoch ones.
 _LN_W = (0.0625, 0.25, 0.5, 1.0)
 _LN75 = ((54.4, 36.5, 26.8, 21.7), (59.9, 69.5, 71.0, 71.8))
 _LN50 = ((76.8, 65.7, 50.0, 50.4), (78.5, 86.6, 88.8, 90.0))
-PAPER_ABLATIONS: tuple[PaperAblation, ...] = (
-    PaperAblation(
+# Sparsity at init: the paper holds the remaining parameters at a small dense model's, our
+# ``match_params_of`` (0.25 = 16 filters for ResNet-18, p = 0.25 for the MLP). PAPERS.md gives
+# MNIST's random masks only (no MNIST SNIP numbers).
+_SPARSE_CIFAR_W = (0.25, 0.375, 0.5, 1.0)  # 16/24/32/64 filters, sparsity 0/0.56/0.75/0.94
+
+REFERENCES: tuple[PaperReference, ...] = (
+    *(
+        PaperReference(f"Fig. 1 ({name})", name, result, requires=requires)
+        for name, (result, requires) in _FIG1.items()
+    ),
+    PaperReference(
+        "label noise 0.75 (ablation)",
         "cifar10-resnet18",
-        "label_noise",
-        0.75,
         PaperResult(_LN_W, _diff(*_LN75), base=_LN75[0], sam=_LN75[1]),
+        protocol="final",
+        requires={"label_noise": 0.75, "weight_decay": 5e-4},
     ),
-    PaperAblation(
+    PaperReference(
+        "label noise 0.5 (ablation)",
         "cifar10-resnet18",
-        "label_noise",
-        0.5,
         PaperResult(_LN_W, _diff(*_LN50), base=_LN50[0], sam=_LN50[1]),
+        protocol="final",
+        requires={"label_noise": 0.5, "weight_decay": 5e-4},
     ),
-    PaperAblation(
+    PaperReference(
+        "sparsity at init, random (ablation)",
         "cifar10-resnet18",
-        "match_params_of",
-        0.25,
-        PaperResult((0.25, 0.375, 0.5, 1.0), (0.44, 0.50, 0.79, 0.76)),
-        extra={"sparsity_method": "random"},
+        PaperResult(_SPARSE_CIFAR_W, (0.44, 0.50, 0.79, 0.76)),
+        requires={"match_params_of": 0.25, "sparsity_method": "random", "weight_decay": 5e-4},
     ),
-    PaperAblation(
+    PaperReference(
+        "sparsity at init, SNIP (ablation)",
         "cifar10-resnet18",
-        "match_params_of",
-        0.25,
-        PaperResult((0.25, 0.375, 0.5, 1.0), (0.44, 0.82, 0.61, 0.88)),
-        extra={"sparsity_method": "snip"},
+        PaperResult(_SPARSE_CIFAR_W, (0.44, 0.82, 0.61, 0.88)),
+        requires={"match_params_of": 0.25, "sparsity_method": "snip", "weight_decay": 5e-4},
     ),
-    PaperAblation(
+    PaperReference(
+        "sparsity at init, random (ablation)",
         "mnist-mlp",
-        "match_params_of",
-        0.25,
         PaperResult((0.25, 0.5, 1.0, 4.0), (0.07, 0.15, 0.17, 0.28)),
-        extra={"sparsity_method": "random"},
+        requires={"match_params_of": 0.25, "sparsity_method": "random", "weight_decay": 1e-4},
+    ),
+    PaperReference(
+        "regularization needed: no weight decay (ablation)",
+        "cifar10-resnet18",
+        PaperResult((0.0625, 0.125, 0.25, 0.5, 1.0, 2.0), (0.23, 0.62, 0.16, 0.24, 0.28, 0.28)),
+        preset="paper-no-wd",
+        requires={"weight_decay": 0.0},
+    ),
+    PaperReference(
+        "regularization needed: ViT from scratch (ablation)",
+        "cifar10-vit",
+        PaperResult(
+            (1.0, 2.0, 4.0, 8.0, 16.0, 32.0),  # hidden 32..1024 = base_hidden 32 x width
+            (0.07, 1.47, 1.29, 0.74, 0.38, -0.01),
+            note="6 layers, patch 4; the gain does not grow",
+        ),
+        requires={"weight_decay": 1e-4, "depth": 6},
+    ),
+    # Depth instead of width (App. E; issue 22). No workload has a depth field yet: these attach
+    # to a gain-vs-depth table once one exists (the axis values are depths, not widths).
+    PaperReference(
+        "depth instead of width (App. E)",
+        "mnist-mlp",
+        PaperResult(
+            (1.0, 2.0, 3.0),  # hidden layers of 1000 units
+            (0.113, 0.130, 0.183),
+            params=(0.8e6, 1.8e6, 2.8e6),
+        ),
+        kind="depth",
+    ),
+    PaperReference(
+        "depth instead of width (App. E)",
+        "cifar10-resnet18",
+        PaperResult(
+            (1.0, 2.0, 8.0),  # BasicBlocks per stage: [1,1,1,1], [2,2,2,2], [8,8,8,8] at 64 filters
+            (0.927, 0.963, 0.957),
+            params=(4.9e6, 11.2e6, 48.8e6),
+        ),
+        kind="depth",
+    ),
+    # Weight-decay grid (Fig. 18): SGD and SAM each at their best wd of {5e-5, 1e-4, 5e-4, 1e-3,
+    # 5e-3}; 45k/701k/2.8M/11.2M parameters = 4/16/32/64 filters.
+    PaperReference(
+        "weight-decay grid, best over wd (Fig. 18)",
+        "cifar10-resnet18",
+        PaperResult(
+            (0.0625, 0.25, 0.5, 1.0),
+            (0.28, 0.75, 0.67, 1.04),
+            params=(44_622, 701_466, 2_797_610, 11_173_962),
+        ),
+        kind="best over weight decay",
+    ),
+    # SGD for 400 epochs vs SAM for 200 (App. E): PAPERS.md / issue 22 give the ends only.
+    PaperReference(
+        "SGD 400 epochs vs SAM 200 (App. E)",
+        "cifar10-resnet18",
+        PaperResult(
+            (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0),
+            (0.19, None, None, None, None, None, 0.79),
+            base=(83.79, None, None, None, None, None, 95.99),
+        ),
+        kind="SGD 400 epochs vs SAM 200",
     ),
 )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def reference_for(
+    workload: str, config: Mapping[str, Any], protocol: str, kind: str = "width"
+) -> PaperReference | None:
+    """The paper's reference for runs of this exact setup, or None.
+
+    ``config`` is the setup flattened: the run-config fields (``preset`` among them) and the
+    workload-config fields at top level, the ablation fields at their values. ``protocol`` is
+    the one the numbers being compared were taken at."""
+    for ref in REFERENCES:
+        if (ref.workload, ref.kind, ref.protocol) != (workload, kind, protocol):
+            continue
+        if config.get("preset") != ref.preset:
+            continue
+        if not all(k in config and _same(config[k], v) for k, v in ref.requires.items()):
+            continue
+        if any(config.get(k) for k in ABLATION_FIELDS if k not in ref.requires):
+            continue  # an ablation run is not the clean experiment
+        return ref
+    return None
+
+
+def reference_slope(
+    ref: PaperReference | None, params_at: Mapping[float, float] | None = None
+) -> float | None:
+    """The paper's own least-squares slope of gain vs log10(parameters), per decade, over the
+    widths where it gives a gain. Parameter counts are the paper's, else ``params_at`` (our
+    count at that width, the same architecture); None with fewer than 2 points."""
+    if ref is None:
+        return None
+    params = ref.result.params or tuple((params_at or {}).get(w) for w in ref.result.widths)
+    pts = [
+        (math.log10(p), g)
+        for p, g in zip(params, ref.result.gain, strict=True)
+        if p and g is not None
+    ]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx > 0 else None
+
 
 METRIC_UNITS: dict[str, str] = {
     "synthetic-regression": "MSE",

@@ -1,31 +1,43 @@
-"""Tables from the store alone (issue 9): per workload, the cross-domain summary, and the
+"""Tables from the store alone (issue 9), per workload, the cross-domain summary, and the
 label-noise / sparsity ablations, each as Markdown, CSV and LaTeX under ``<results>/tables/``.
 
-Per workload: width | params | base | SAM | rho | gain ± 95% CI | seeds | diverged | the
-paper's numbers at that width. Base and SAM are test metrics at each run's best validation
-epoch, mean ± std over seeds; rho is chosen on validation (results/analysis.py has the rules).
-Summary: one row per workload (and setup): widths run, gain at the smallest and largest width,
-Spearman of gain vs log(params), and the paper's gains at the same widths beside ours, with the
-agreement in sign (per width) and in trend (sign of the two Spearman coefficients).
+Per workload: width | params | base | SAM | rho | gain ± 95% CI | seeds | diverged | protocol |
+the paper's numbers at that width, only when the setup is exactly the paper's (workload,
+preset, protocol, config; results/paper_numbers.py), "-" otherwise. Base and SAM are test
+metrics at the row's protocol (best-val: each run's best validation epoch; final: its last
+epoch), mean ± std over seeds; rho is chosen on validation at the same epoch
+(results/analysis.py has the rules). The label-noise table reports the final epoch and shows
+the best-validation-epoch numbers beside it (PAPERS.md).
+
+Summary: one row per workload and setup: results/trend.py's test on the seed-level paired
+gains (slope of gain per decade of parameters with its bootstrap 95% CI, the one-sided
+permutation p of the direction, the verdict, the smallest slope the seeds could detect), the
+gain at the largest width with its 95% CI and whether that interval excludes 0, Spearman as a
+column (never a verdict), and, for the paper's setup only, the paper's gains at our widths, its
+slope and the widths where our gain has its sign.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from results.analysis import (
     ABLATION_FIELDS,
     Experiment,
+    Trend,
+    WidthRow,
     ablation_experiments,
     experiments,
     is_late_phase,
     optimizer_label,
-    paper_ablation,
+    reference_at,
     trend,
 )
-from results.paper_numbers import PAPER, PaperResult, metric_unit, paper_at
+from results.paper_numbers import metric_unit, paper_at
 from results.render import Table, fmt_num, fmt_pm, write_table
 from results.store import Store
+from results.trend import verdict_sentence
 
 __all__ = [
     "workload_table",
@@ -34,15 +46,20 @@ __all__ = [
     "ablation_table",
     "all_tables",
     "write_tables",
+    "summary_experiments",
+    "findings",
     "GAIN_NOTE",
     "is_late_phase",  # re-exported: results/theory_figures.py imports it from here
 ]
 
 GAIN_NOTE = (
-    "Test metric at each run's best validation epoch, mean ± std over seeds; gain > 0 = SAM "
-    "better, ± = 95% CI (Student t over seeds paired with the base run); rho chosen per width "
-    "on the validation metric (mean over seeds), never on test; paper numbers in our units."
+    "Test metric at the row's protocol (best-val: each run's best validation epoch; final: its "
+    "last epoch), mean ± std over seeds; gain > 0 = SAM better, ± = 95% CI (Student t over "
+    "seeds paired with the base run); rho chosen per width on the validation metric at the same "
+    "epoch (mean over seeds), never on test; paper numbers in our units, only for runs of the "
+    "paper's exact setup (preset, protocol, config), '-' otherwise."
 )
+_PAPER_KEYS = ("base", "sam", "gain", "best_rho")
 
 
 def _width(w: float) -> str:
@@ -62,30 +79,41 @@ def _metric_title(exp: Experiment) -> str:
     return f"test {exp.rows[0].target}" + (f" ({unit})" if unit else "")
 
 
+def _gain_cell(r: WidthRow | None) -> str:
+    return "-" if r is None else fmt_pm(r.gain[0], r.gain_ci95, ".3g", ".2g")
+
+
 def experiment_table(
     exps: list[Experiment], title: str, ablation: str | None = None, with_workload: bool = False
 ) -> Table:
     """One table over several experiments (setups); a setup column appears when they differ;
-    ``ablation`` adds that field's value column and takes the paper's ablation numbers."""
+    ``ablation`` adds that field's value column. Where rows carry the other protocol's cell
+    (label noise), its base, SAM and gain follow."""
     with_setup = any(e.label for e in exps)
-    has_paper = any(
-        _paper_for(e, ablation, r.ablation_value) is not None for e in exps for r in e.rows
-    )
+    refs = {(id(e), id(r)): reference_at(e, r) for e in exps for r in e.rows}
+    has_paper = any(ref is not None for ref in refs.values())
+    alt_protocols = sorted({r.alt.protocol for e in exps for r in e.rows if r.alt})
+    alt = alt_protocols[0] if len(alt_protocols) == 1 else None
     names = {e.base_optimizer for e in exps}
     base = optimizer_label(names.pop()) if len(names) == 1 else "base"
     columns = (
         (["workload"] if with_workload else [])
         + ["width"]
         + ([ablation] if ablation else [])
-        + ["params", base, "SAM", "rho (val)", "gain ± 95% CI", "seeds", "diverged"]
-        + (["paper base", "paper SAM", "paper gain", "paper rho"] if has_paper else [])
+        + ["params", base, "SAM", "rho (val)", "gain ± 95% CI", "seeds", "diverged", "protocol"]
+        + ([f"{base} ({alt})", f"SAM ({alt})", f"gain ({alt})"] if alt else [])
+        + (
+            ["paper base", "paper SAM", "paper gain", "paper rho", "paper source"]
+            if has_paper
+            else []
+        )
         + (["setup"] if with_setup else [])
     )
     table = Table(title, columns, notes=[GAIN_NOTE])
     for e in exps:
         for r in e.rows:
-            paper = _paper_for(e, ablation, r.ablation_value)
-            p = {k: paper_at(paper, r.width, k) for k in ("base", "sam", "gain", "best_rho")}
+            ref = refs[(id(e), id(r))]
+            p = {k: paper_at(ref.result if ref else None, r.width, k) for k in _PAPER_KEYS}
             cells = (
                 ([e.workload] if with_workload else [])
                 + [_width(r.width)]
@@ -95,52 +123,66 @@ def experiment_table(
                     fmt_pm(*r.base),
                     fmt_pm(*r.sam),
                     _rho(r.rho, r.sam_variant),
-                    fmt_pm(r.gain[0], r.gain_ci95, ".3g", ".2g"),
+                    _gain_cell(r),
                     str(r.seeds),
                     str(r.diverged),
+                    r.protocol,
                 ]
                 + (
-                    [fmt_num(p[k]) for k in ("base", "sam", "gain", "best_rho")]
+                    [
+                        fmt_pm(*r.alt.base) if r.alt else "-",
+                        fmt_pm(*r.alt.sam) if r.alt else "-",
+                        _gain_cell(r.alt),
+                    ]
+                    if alt
+                    else []
+                )
+                + (
+                    [fmt_num(p[k]) for k in _PAPER_KEYS] + [ref.source if ref else "-"]
                     if has_paper
                     else []
                 )
                 + ([e.label or "-"] if with_setup else [])
             )
             table.rows.append(cells)
-            table.records.append(
-                {
-                    "workload": e.workload,
-                    "setup": e.label,
-                    "width": r.width,
-                    **({ablation: r.ablation_value} if ablation else {}),
-                    "params": r.params,
-                    "target": r.target,
-                    "mode": r.mode,
-                    "unit": metric_unit(e.workload),
-                    "base_optimizer": e.base_optimizer,
-                    "base_mean": r.base[0],
-                    "base_std": r.base[1],
-                    "sam_mean": r.sam[0],
-                    "sam_std": r.sam[1],
-                    "rho": r.rho,
-                    "sam_variant": r.sam_variant,
-                    "gain_mean": r.gain[0],
-                    "gain_std": r.gain[1],
-                    "gain_ci95": r.gain_ci95,
-                    "seeds": r.seeds,
-                    "diverged": r.diverged,
-                    **{f"paper_{k}": v for k, v in p.items()},
-                }
-            )
+            record = {
+                "workload": e.workload,
+                "setup": e.label,
+                "width": r.width,
+                **({ablation: r.ablation_value} if ablation else {}),
+                "params": r.params,
+                "target": r.target,
+                "mode": r.mode,
+                "unit": metric_unit(e.workload),
+                "protocol": r.protocol,
+                "base_optimizer": e.base_optimizer,
+                "base_mean": r.base[0],
+                "base_std": r.base[1],
+                "sam_mean": r.sam[0],
+                "sam_std": r.sam[1],
+                "rho": r.rho,
+                "sam_variant": r.sam_variant,
+                "gain_mean": r.gain[0],
+                "gain_std": r.gain[1],
+                "gain_ci95": r.gain_ci95,
+                "seeds": r.seeds,
+                "diverged": r.diverged,
+            }
+            if r.alt is not None:
+                record.update(
+                    {
+                        "alt_protocol": r.alt.protocol,
+                        "alt_base_mean": r.alt.base[0],
+                        "alt_sam_mean": r.alt.sam[0],
+                        "alt_rho": r.alt.rho,
+                        "alt_gain_mean": r.alt.gain[0],
+                        "alt_gain_ci95": r.alt.gain_ci95,
+                    }
+                )
+            record.update({f"paper_{k}": v for k, v in p.items()})
+            record["paper_source"] = ref.source if ref else None
+            table.records.append(record)
     return table
-
-
-def _paper_for(e: Experiment, ablation: str | None, value: float | None) -> PaperResult | None:
-    if ablation is None:
-        return PAPER.get(e.workload)
-    if not value:  # the clean runs in an ablation table: the paper's main (clean) numbers
-        return PAPER.get(e.workload)
-    return paper_ablation(e.workload, ablation, value, e.config)
 
 
 def workload_table(store: Store, workload: str) -> str:
@@ -151,48 +193,90 @@ def workload_table(store: Store, workload: str) -> str:
     return experiment_table(exps, f"{workload}: {_metric_title(exps[0])}").to_markdown()
 
 
-def summary_table(exps: list[Experiment]) -> Table:
-    """One row per workload (and setup): our trend beside the paper's."""
+def _signed(x: float) -> str:
+    return fmt_num(x, "+.3g")
+
+
+def _interval(lo: float, hi: float) -> str:
+    return "-" if math.isnan(lo) else f"[{_signed(lo)}, {_signed(hi)}]"
+
+
+def _p_direction(t: Trend) -> tuple[float, str]:
+    """The one-sided p of the direction reported: the verdict's, else the smaller one."""
+    test = t.test
+    if math.isnan(test.p_rises):
+        return math.nan, ""
+    if test.verdict == "falls" or (test.verdict != "rises" and test.p_falls < test.p_rises):
+        return test.p_falls, "falls"
+    return test.p_rises, "rises"
+
+
+def summary_experiments(exps: list[Experiment]) -> list[tuple[Experiment, Trend]]:
+    """Each experiment with its trend test (computed once for the table and the prose)."""
+    return [(e, trend(e)) for e in exps]
+
+
+def summary_table(exps: list[Experiment] | list[tuple[Experiment, Trend]]) -> Table:
+    """One row per workload and setup: the trend test, the gain at the largest width, and the
+    paper's numbers for the paper's setup only."""
+    pairs = [x if isinstance(x, tuple) else (x, trend(x)) for x in exps]
     columns = [
         "workload",
         "domain",
+        "protocol",
         "widths",
-        "gain (smallest)",
-        "gain (largest)",
+        "gains",
+        "slope / decade [95% CI]",
+        "p (one-sided)",
+        "verdict",
+        "min. detectable slope",
+        "gain at largest [95% CI]",
+        "at largest",
         "Spearman",
-        "paper gain (smallest)",
-        "paper gain (largest)",
-        "paper Spearman",
-        "sign agrees",
-        "trend agrees",
+        "paper gains",
+        "paper slope / decade",
+        "sign as paper",
     ]
     notes = [
-        "Gain at our smallest and largest width (metric units as in each workload's table); "
-        "Spearman = rank correlation of gain with log(params) over our widths (- with fewer "
-        "than 3); paper columns: the paper's gains at the same widths; sign agrees = widths where "
-        "our gain has the paper's sign / widths compared; trend agrees = the two Spearman "
-        "coefficients have the same sign."
+        "Trend test on the seed-level paired gains (results/trend.py): slope = least-squares "
+        "gain per decade of parameters, 95% CI from a bootstrap over seeds within each width; "
+        "p = one-sided permutation p of the direction named (gains permuted across widths); "
+        "verdict 'rises'/'falls' only when that p < 0.025 (two-sided test at 0.05), else 'no "
+        "trend detected'; min. detectable slope = the smallest |slope| these seeds detect "
+        "(power 0.8) from the within-width seed variance. At largest = the 95% t-interval of "
+        "the gain at the largest width excludes 0 ('SAM better'/'SAM worse') or not. Spearman "
+        "of mean gain with log(params), a column only. Paper columns only for runs of the "
+        "paper's exact setup (else '-'): its gains at our widths, its slope over its widths, "
+        "and the widths where our gain has its sign / widths compared. Units as in each "
+        "workload's table."
     ]
     table = Table(
-        "Cross-domain summary: SAM gain vs width", columns, notes=notes, align="ll" + "r" * 9
+        "Cross-domain summary: SAM gain vs width", columns, notes=notes, align="lll" + "r" * 12
     )
-    for e in exps:
-        t = trend(e)
+    for e, t in pairs:
+        test = t.test
         name = e.workload + (f" [{e.label}]" if e.label else "")
-        agree = f"{t.sign_agree[0]}/{t.sign_agree[1]}" if t.sign_agree[1] else "-"
+        p, direction = _p_direction(t)
+        paper = t.reference is not None
         table.rows.append(
             [
                 name,
                 e.domain,
+                e.protocol,
                 ", ".join(_width(w) for w in t.widths),
-                fmt_num(t.gain_first, ".3g"),
-                fmt_num(t.gain_last, ".3g"),
-                fmt_num(t.spearman, ".2f"),
-                fmt_num(t.paper_first, ".3g"),
-                fmt_num(t.paper_last, ".3g"),
-                fmt_num(t.paper_spearman, ".2f"),
-                agree,
-                {True: "yes", False: "no", None: "-"}[t.trend_agree],
+                str(test.n_seeds),
+                f"{_signed(test.slope)} {_interval(*test.slope_ci95)}"
+                if not math.isnan(test.slope)
+                else "-",
+                f"{fmt_num(p, '.2g')} ({direction})" if direction else "-",
+                test.verdict,
+                fmt_num(test.min_detectable_slope, ".3g"),
+                f"{_signed(test.largest_gain)} {_interval(*test.largest_gain_ci95)}",
+                test.at_largest,
+                fmt_num(test.spearman, ".2f"),
+                " ".join(fmt_num(g, "g") for g in t.paper_gains) if paper else "-",
+                _signed(t.paper_slope) if t.paper_slope is not None else "-",
+                f"{t.sign_agree[0]}/{t.sign_agree[1]}" if paper and t.sign_agree[1] else "-",
             ]
         )
         table.records.append(
@@ -200,20 +284,55 @@ def summary_table(exps: list[Experiment]) -> Table:
                 "workload": e.workload,
                 "setup": e.label,
                 "domain": e.domain,
+                "protocol": e.protocol,
                 "widths": " ".join(f"{w:g}" for w in t.widths),
                 "unit": metric_unit(e.workload),
-                "gain_smallest": t.gain_first,
-                "gain_largest": t.gain_last,
-                "spearman": t.spearman,
-                "paper_gain_smallest": t.paper_first,
-                "paper_gain_largest": t.paper_last,
-                "paper_spearman": t.paper_spearman,
-                "sign_agree": t.sign_agree[0],
-                "sign_compared": t.sign_agree[1],
-                "trend_agree": t.trend_agree,
+                "n_gains": test.n_seeds,
+                "slope": test.slope,
+                "slope_ci95_lo": test.slope_ci95[0],
+                "slope_ci95_hi": test.slope_ci95[1],
+                "p_rises": test.p_rises,
+                "p_falls": test.p_falls,
+                "verdict": test.verdict,
+                "min_detectable_slope": test.min_detectable_slope,
+                "gain_largest": test.largest_gain,
+                "gain_largest_ci95_lo": test.largest_gain_ci95[0],
+                "gain_largest_ci95_hi": test.largest_gain_ci95[1],
+                "at_largest": test.at_largest,
+                "spearman": test.spearman,
+                "paper_source": t.reference.source if paper else None,
+                "paper_gains": " ".join(fmt_num(g, "g") for g in t.paper_gains) if paper else None,
+                "paper_slope": t.paper_slope,
+                "sign_agree": t.sign_agree[0] if paper else None,
+                "sign_compared": t.sign_agree[1] if paper else None,
             }
         )
     return table
+
+
+def findings(pairs: list[tuple[Experiment, Trend]]) -> list[str]:
+    """One generated Markdown bullet per workload and setup: what was compared and
+    results/trend.py's verdict sentence (with the paper's slope for the paper's setup only)."""
+    lines = []
+    for e, t in pairs:
+        unit = metric_unit(e.workload)
+        setup = f"preset {e.config.get('preset', '?')}" + (f", {e.label}" if e.label else "")
+        what = (
+            f"**{e.workload}** ({setup}; protocol {e.protocol}; widths "
+            f"{', '.join(_width(w) for w in t.widths)}; {t.test.n_seeds} paired gains)"
+        )
+        sentence = verdict_sentence(t.test, unit, t.paper_slope)
+        if t.reference is not None:
+            sentence += (
+                f" Paper ({t.reference.source}): gains "
+                + " ".join(fmt_num(g, "g") for g in t.paper_gains)
+                + f" at these widths, slope {_signed(t.paper_slope or math.nan)} per decade; our "
+                f"gain has its sign at {t.sign_agree[0]} of {t.sign_agree[1]} widths."
+            )
+        else:
+            sentence += " No paper reference for this setup."
+        lines.append(f"- {what}: {sentence}")
+    return lines
 
 
 def ablation_table(store: Store, field_name: str) -> Table | None:

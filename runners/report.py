@@ -1,9 +1,13 @@
-"""Regenerate the report from the results store alone: tables, figures, optional TensorBoard.
+"""Regenerate the report from the results store alone: tables, figures, findings, optional
+TensorBoard.
 
 python runners/report.py [--results DIR] [--workload W] [--sections tables,figures] [--tensorboard]
 
 The report is the list of sections below, run in order; each reads the store and writes
-under ``<results>/`` (atomically), and returns the text printed here.
+under ``<results>/`` (atomically), and returns the text printed here. The ``findings``
+section prints, per workload and setup, the trend test's slope, interval, p and verdict, and
+writes them as sentences into the generated block of ``<results>/README.md`` (the only place
+a results README states findings; the text around the block is kept as it is).
 """
 
 from __future__ import annotations
@@ -16,16 +20,46 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from results.analysis import experiments
 from results.figures import write_figures
 from results.io import atomic_write
 from results.late_phase import late_phase_table
+from results.render import with_generated_block
 from results.sharpness_report import sharpness_figures, sharpness_tables
 from results.store import Store, StoreError
-from results.tables import is_late_phase, write_tables
+from results.tables import findings, is_late_phase, summary_experiments, write_tables
 from results.theory_figures import linear_convergence_figure, patch_heatmap
 
 Section = Callable[[Store, Path, str | None], str]
 """(store, results folder, workload or None for all) -> text for the terminal"""
+
+
+_FINDINGS_INTRO = (
+    "Findings, one per workload and setup, from the trend test of results/trend.py on the "
+    "seed-level paired gains (SAM minus base, positive = SAM better): 'rises'/'falls' only "
+    "when the one-sided permutation p of that direction is below 0.025 (a two-sided test at "
+    "0.05), else 'no trend detected' with the smallest slope these seeds could have detected; "
+    "'SAM better'/'SAM worse' at the largest width only when its 95% interval excludes 0. The "
+    "paper's numbers are compared only for runs of the paper's exact setup (preset, protocol, "
+    "config). The tables and figures are in tables/ and figures/."
+)
+
+
+def write_findings(store: Store, results_dir: Path, workload: str | None = None) -> str:
+    """The verdict per workload and setup, printed; with every workload (no ``--workload``)
+    also written into the generated block of ``<results>/README.md``."""
+    names = sorted({r["workload"] for r in store.runs(workload=workload)})
+    pairs = summary_experiments([e for name in names for e in experiments(store, name)])
+    if not pairs:
+        return "(no finished runs: no findings)\n"
+    lines = findings(pairs)
+    text = "\n".join(lines) + "\n"
+    if workload is None:
+        readme = results_dir / "README.md"
+        old = readme.read_text() if readme.exists() else ""
+        atomic_write(readme, with_generated_block(old, f"{_FINDINGS_INTRO}\n\n{text}"))
+        text += f"wrote the findings block of {readme}\n"
+    return text
 
 
 def write_sharpness(store: Store, results_dir: Path, workload: str | None = None) -> str:
@@ -102,6 +136,7 @@ def _code_block(obj: object) -> str:
 # The report, in order. Another section is one line here: name -> function(store, dir, workload).
 SECTIONS: dict[str, Section] = {
     "tables": write_tables,  # results/tables.py: per workload, summary, ablations
+    "findings": write_findings,  # trend verdicts per workload and setup -> <results>/README.md
     "figures": write_figures,  # results/figures.py: Fig. 1 layout, training curves, rho vs width
     "sharpness": write_sharpness,  # results/sharpness_report.py: measures vs width, Kendall tau
     "late_phase": write_late_phase,  # results/late_phase.py: SAM switched on late

@@ -72,10 +72,12 @@ def add_run(
     domain: str = "vision",
     curve: list[tuple[int, float, float]] = (),
     run_extra: dict[str, Any] | None = None,
+    final: tuple[float, float] | None = None,
     **workload_config: Any,
 ) -> str:
     """One finished run; ``curve`` = (step, train loss, val metric) rows for the metrics table,
-    ``run_extra`` more run-config fields (e.g. late-phase ``sam_start``)."""
+    ``run_extra`` more run-config fields (e.g. late-phase ``sam_start``, ``protocol``),
+    ``final`` = (val, test) at the last epoch as the runner stores them (``final/`` keys)."""
     cfg = run_config(
         workload, optimizer=optimizer, width=width, seed=seed, rho=rho, **workload_config
     )
@@ -109,6 +111,8 @@ def add_run(
         f"best/test_{target}": test,
         "forward_backward_passes": 200 if optimizer == "sam" else 100,
     }
+    if final is not None:
+        summary.update({f"final/val_{target}": final[0], f"final/test_{target}": final[1]})
     store.finish_run(run_id, status, summary=summary, error=None if status == "done" else status)
     return run_id
 

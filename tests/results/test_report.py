@@ -15,7 +15,7 @@ from results import io as results_io
 from results.analysis import experiments, trend
 from results.figures import write_figures
 from results.io import atomic_write
-from results.paper_numbers import PAPER, PAPER_ABLATIONS, paper_at
+from results.paper_numbers import REFERENCES, paper_at, reference_for
 from results.store import Store
 from results.tables import write_tables
 from tests.conftest import REPO, run_cli
@@ -91,46 +91,62 @@ def test_late_phase_runs_stay_out_of_the_width_table_and_get_their_section(tmp_p
     assert (tmp_path / "tables" / "sharpness.md").exists()
 
 
-def test_paper_workload_summary_sign_and_trend_agreement(tmp_path):
-    store = Store(tmp_path / "runs.sqlite")
+def _mnist_runs(store, preset):
     ours = {0.25: 0.5, 1.0: -0.1, 4.0: -0.3}  # falling, one sign flip vs the paper's .07 .18 .19
     for width, gain in ours.items():
         for seed in (0, 1):
-            add_run(store, "mnist-mlp", optimizer="sgd", width=width, seed=seed, val=97, test=97)
-            add_run(
-                store,
-                "mnist-mlp",
-                optimizer="sam",
-                rho=0.05,
-                width=width,
-                seed=seed,
-                val=98,
-                test=97 + gain,
-            )
+            kw = {"width": width, "seed": seed, "preset": preset, "weight_decay": 1e-4}
+            add_run(store, "mnist-mlp", optimizer="sgd", val=97, test=97, **kw)
+            add_run(store, "mnist-mlp", optimizer="sam", rho=0.05, val=98, test=97 + gain, **kw)
+
+
+def test_summary_trend_test_and_the_paper_only_for_the_paper_preset(tmp_path):
+    # Was: "sign agrees"/"trend agrees" from Spearman against the paper's numbers, attached by
+    # workload alone (issue 17). Now the trend test's numbers, and the paper only for `paper`.
+    store = Store(tmp_path / "runs.sqlite")
+    _mnist_runs(store, "paper")
+    _mnist_runs(store, "quick")
     write_tables(store, tmp_path)
     with open(tmp_path / "tables" / "summary.csv", newline="") as f:
-        (rec,) = list(csv.DictReader(f))
-    assert rec["workload"] == "mnist-mlp" and rec["widths"] == "0.25 1 4"
-    assert float(rec["gain_smallest"]) == pytest.approx(0.5)
-    assert float(rec["gain_largest"]) == pytest.approx(-0.3)
-    assert float(rec["paper_gain_smallest"]) == 0.07 and float(rec["paper_gain_largest"]) == 0.19
-    assert float(rec["spearman"]) == pytest.approx(-1.0)
-    assert float(rec["paper_spearman"]) == pytest.approx(1.0)
-    assert (rec["sign_agree"], rec["sign_compared"], rec["trend_agree"]) == ("1", "3", "False")
+        recs = {r["setup"]: r for r in csv.DictReader(f)}
+    paper, quick = recs["preset=paper"], recs["preset=quick"]
+    for rec in (paper, quick):
+        assert rec["workload"] == "mnist-mlp" and rec["widths"] == "0.25 1 4"
+        assert rec["protocol"] == "best-val" and rec["n_gains"] == "6"
+        # params 250/1000/4000: equally spaced by d = log10(4) in log10, so the least-squares
+        # slope over 3 equal groups is (g_last - g_first) / (2 d)
+        assert float(rec["slope"]) == pytest.approx((-0.3 - 0.5) / (2 * math.log10(4)))
+        # two identical seeds per width: of the 6!/(2!)^3 = 90 distinct arrangements only the
+        # observed one has a slope this low, so the exact one-sided p is 1/90 (< 0.025: falls)
+        assert float(rec["p_falls"]) == pytest.approx(1 / 90, abs=0.006)
+        assert rec["verdict"] == "falls"
+        assert float(rec["gain_largest"]) == pytest.approx(-0.3)
+        assert float(rec["spearman"]) == pytest.approx(-1.0)
+    # the paper's gains, its slope over its own widths (np.polyfit by hand: 0.0693 per decade)
+    assert paper["paper_source"] == "Fig. 1 (mnist-mlp)"
+    assert paper["paper_gains"] == "0.07 0.18 0.19"
+    assert float(paper["paper_slope"]) == pytest.approx(0.0693181448, rel=1e-6)
+    assert (paper["sign_agree"], paper["sign_compared"]) == ("1", "3")
+    # the quick preset is not the paper's experiment: no reference, no comparison
+    assert quick["paper_source"] == quick["paper_gains"] == quick["paper_slope"] == ""
+    assert quick["sign_agree"] == quick["sign_compared"] == ""
     md = (tmp_path / "tables" / "mnist-mlp.md").read_text()
     assert "accuracy, %" in md and "| 0.25x | 250 |" in md and "| 0.07 | 0.02 |" in md
+    quick_rows = [line for line in md.splitlines() if line.endswith("| preset=quick |")]
+    assert len(quick_rows) == 3 and all("| - | - | - | - | - |" in r for r in quick_rows)
 
 
 def test_paper_numbers_are_consistent_and_in_our_units():
+    fig1 = {r.workload: r.result for r in REFERENCES if r.source.startswith("Fig. 1")}
     for name in ("synthetic-regression", "mnist-mlp", "cifar10-resnet18", "sst2-lstm", "atari-ppo"):
-        assert name in PAPER
-    assert paper_at(PAPER["cifar10-resnet18"], 0.0625) == 0.36  # 4 filters = 4/64 x
-    assert paper_at(PAPER["synthetic-regression"], 10.0) == 0.083  # h = 1000
-    assert paper_at(PAPER["mnist-mlp"], 4.0, "best_rho") == 0.2
-    assert paper_at(PAPER["ogbg-molpcba"], 4.0, "sam") == pytest.approx(0.2204)  # AP 22.04 / 100
+        assert name in fig1
+    assert paper_at(fig1["cifar10-resnet18"], 0.0625) == 0.36  # 4 filters = 4/64 x
+    assert paper_at(fig1["synthetic-regression"], 10.0) == 0.083  # h = 1000
+    assert paper_at(fig1["mnist-mlp"], 4.0, "best_rho") == 0.2
+    assert paper_at(fig1["ogbg-molpcba"], 4.0, "sam") == pytest.approx(0.2204)  # AP 22.04 / 100
     # a transcription check: each reported gain equals SAM - base up to one unit in its last
     # reported digit (the paper rounds each number on its own: 98.85 - 98.67 is given as .19)
-    for result in [*PAPER.values(), *(a.result for a in PAPER_ABLATIONS)]:
+    for result in (r.result for r in REFERENCES):
         if result.base and result.sam:
             for b, s, g in zip(result.base, result.sam, result.gain, strict=True):
                 if b is not None and s is not None:
@@ -153,16 +169,29 @@ def test_csv_parses_back_and_latex_has_the_rows(toy):
 
 
 def test_ablation_table_groups_by_width_and_value(tmp_path):
+    # Was: the quick runs got the paper's label-noise and Fig. 1 numbers, and the table reported
+    # the best validation epoch. Now label noise reports the final epoch with best-val beside,
+    # and quick runs get no paper numbers (issue 17).
     store = Store(tmp_path / "runs.sqlite")
     for seed in (0, 1):
         for noise, gain in ((0.0, 0.5), (0.75, 7.0)):
             kw = {"label_noise": noise, "width": 0.0625, "seed": seed}
-            add_run(store, "cifar10-resnet18", optimizer="sgd", val=50, test=50, **kw)
             add_run(
-                store, "cifar10-resnet18", optimizer="sam", rho=0.1, val=51, test=50 + gain, **kw
+                store, "cifar10-resnet18", optimizer="sgd", val=50, test=50, final=(40, 40), **kw
+            )
+            add_run(
+                store,
+                "cifar10-resnet18",
+                optimizer="sam",
+                rho=0.1,
+                val=51,
+                test=50 + gain,
+                final=(41, 40 + 2 * gain),
+                **kw,
             )
     (clean,) = experiments(store, "cifar10-resnet18")  # the noisy runs stay out of the main table
     assert [r.gain[0] for r in clean.rows] == [pytest.approx(0.5)]
+    assert clean.protocol == "best-val"
     write_tables(store, tmp_path)
     with open(tmp_path / "tables" / "ablation_label_noise.csv", newline="") as f:
         recs = list(csv.DictReader(f))
@@ -170,9 +199,11 @@ def test_ablation_table_groups_by_width_and_value(tmp_path):
         (0.0625, 0.0),
         (0.0625, 0.75),
     ]
-    assert float(recs[1]["gain_mean"]) == pytest.approx(7.0)
-    assert float(recs[1]["paper_gain"]) == pytest.approx(59.9 - 54.4)  # the paper at 4 filters
-    assert float(recs[0]["paper_gain"]) == pytest.approx(0.36)  # clean: the paper's Fig. 1
+    assert [r["protocol"] for r in recs] == ["final", "final"]
+    assert float(recs[1]["gain_mean"]) == pytest.approx(14.0)  # final: 40 + 2 * 7 - 40
+    assert float(recs[1]["alt_gain_mean"]) == pytest.approx(7.0)  # best-val beside it
+    assert recs[1]["alt_protocol"] == "best-val"
+    assert recs[0]["paper_gain"] == recs[1]["paper_gain"] == ""  # quick runs: no reference
     assert not (tmp_path / "tables" / "ablation_sparsity.md").exists()
 
 
