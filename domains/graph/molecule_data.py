@@ -16,17 +16,17 @@ accepted (hypervalent Al/B: 7 in HIV, 8 in Tox21). Those are parsed without the 
 (41,127 HIV graphs, as OGB) rather than silently dropped.
 
 Known traps handled here: OGB asks on stdin whether to "update" a folder that lacks its
-``RELEASE_v1.txt`` (we write the marker last, build in a temporary folder and rename it, and
-answer "no" through a scoped stdin); OGB 1.3.x calls ``torch.load`` without ``weights_only``,
-which torch >= 2.6 rejects for PyG ``Data`` objects (we allow exactly PyG's data classes with a
-scoped ``torch.serialization.safe_globals``).
+``RELEASE_v1.txt`` (we write the marker last, build in a staging folder and rename it, one
+process at a time: ``domains.cache.build_once``, and answer "no" through a scoped stdin);
+OGB 1.3.x calls ``torch.load`` without ``weights_only``, which torch >= 2.6 rejects for PyG
+``Data`` objects (we allow exactly PyG's data classes with a scoped
+``torch.serialization.safe_globals``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from domains.cache import build_once
 from domains.workload import MissingDataError
 
 __all__ = [
@@ -234,33 +235,29 @@ def load_ogb_dataset(
         return dataset, {k: v[: sizes.get(k, len(v))] for k, v in split.items()}
     dir_name = name.replace("-", "_") + (f"_first{max_molecules}" if max_molecules else "")
     target = cache / dir_name
-    if target.is_dir() and not (target / _RELEASE).exists():
-        shutil.rmtree(target)  # an interrupted build or download: start again
-    if not target.is_dir():
-        held = [data_root / name.replace("-", "_"), data_root / "ogb" / name.replace("-", "_")]
-        tmp = cache / f".{dir_name}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+    held = [data_root / name.replace("-", "_"), data_root / "ogb" / name.replace("-", "_")]
+
+    def build(staging: Path) -> Path:
         found = next((h for h in held if (h / _RELEASE).exists()), None)
+        folder = staging / dir_name
         if found is not None and not max_molecules:
-            shutil.copytree(found, tmp, ignore=shutil.ignore_patterns("processed"))
+            shutil.copytree(found, folder, ignore=shutil.ignore_patterns("processed"))
         elif csv.is_file():
             print(
                 f"{name}: rebuilding OGB's layout from {csv} into {target} (once)", file=sys.stderr
             )
-            write_ogb_layout(csv, tmp, max_molecules)
+            write_ogb_layout(csv, folder, max_molecules)
         elif download:
-            _download(name, cache, held, csv)
-            tmp = cache / name.replace("-", "_")  # OGB unpacks under its own name
+            _download(name, staging, held, csv, cache)
+            folder = staging / name.replace("-", "_")  # OGB unpacks under its own name
         else:
             raise _missing(name, held, csv, cache)
-        _open(name, tmp)  # process once, inside the temporary folder
-        if tmp != target:
-            try:
-                os.replace(tmp, target)
-            except OSError:  # another process finished the same build first: use theirs
-                if not (target / _RELEASE).exists():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
+        _open(name, folder)  # process once, inside the staging folder
+        return folder
+
+    # One process builds (a sweep's workers start together), the others wait; the RELEASE
+    # marker is OGB's sign of a complete folder (a folder without it is built again).
+    build_once(target, build, lambda p: (p / _RELEASE).exists())
     dataset = _open(name, target)
     return dataset, dataset.get_idx_split()
 
@@ -276,12 +273,12 @@ def _missing(name: str, held: list[Path], csv: Path, cache: Path) -> MissingData
     return MissingDataError(name, looked, how)
 
 
-def _download(name: str, cache: Path, held: list[Path], csv: Path) -> None:
+def _download(name: str, root: Path, held: list[Path], csv: Path, cache: Path) -> None:
+    """OGB's download into ``root`` (a staging folder); the error names ``cache``."""
     from ogb.graphproppred import PygGraphPropPredDataset
 
     try:
         with _ogb_guard():
-            PygGraphPropPredDataset(name, root=str(cache))
+            PygGraphPropPredDataset(name, root=str(root))
     except (OSError, ValueError, EOFError) as exc:  # URLError is an OSError
-        shutil.rmtree(cache / name.replace("-", "_"), ignore_errors=True)
         raise _missing(name, held, csv, cache) from exc

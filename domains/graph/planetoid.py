@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from domains.cache import build_once
 from domains.graph.common import graph_cache_dir, require_graph_extra
 from domains.registry import register
 from domains.workload import MissingDataError, Target, TrainConfig, Workload, build_config
@@ -118,12 +119,18 @@ class PlanetoidNodes(Workload):
         name = self.config.dataset
         cache = graph_cache_dir(self.config.cache_dir) / "planetoid"
         held = data_root / "planetoid" / name / "raw"
-        if held.is_dir() and not (cache / name / "raw").is_dir():
-            shutil.copytree(held, cache / name / "raw")  # PyG writes processed/ beside raw/
+
+        def build(staging: Path) -> Path:
+            if held.is_dir():
+                shutil.copytree(held, staging / name / "raw")  # PyG writes processed/ beside raw/
+            Planetoid(str(staging), name, split="public")  # downloads raw/ if absent, processes
+            return staging / name
+
         try:
+            # one process builds (a sweep's workers start together), the others wait
+            build_once(cache / name, build, lambda p: (p / "processed" / "data.pt").is_file())
             dataset = Planetoid(str(cache), name, split="public", transform=T.NormalizeFeatures())
         except OSError as exc:  # offline and not held: the download failed
-            shutil.rmtree(cache / name, ignore_errors=True)
             raise MissingDataError(
                 f"Planetoid {name}",
                 f"{held} and {cache / name}",

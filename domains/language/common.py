@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from domains.cache import build_once
 from domains.workload import ConfigError, MissingDataError, Target, TrainConfig, Workload
 
 __all__ = [
@@ -101,20 +102,26 @@ def cached_vocab(
     for s in train_sentences:
         h.update(("\x1f".join(s) + "\n").encode())
     path = (cache_dir or language_cache_dir()) / f"{name}-vocab-{h.hexdigest()[:16]}.json"
-    if path.is_file():
+
+    def read(p: Path) -> Vocab | None:
         try:
-            return Vocab(json.loads(path.read_text())["words"])
+            return Vocab(json.loads(p.read_text())["words"])
         except (ValueError, KeyError, OSError):
-            pass  # a corrupt cache entry is rebuilt below
-    vocab = Vocab.build(train_sentences, min_count)
+            return None  # missing or corrupt: (re)built
+
+    def write(staging: Path) -> Path:
+        vocab = Vocab.build(train_sentences, min_count)
+        out = staging / path.name
+        out.write_text(json.dumps({"min_count": min_count, "words": vocab.itos[2:]}))
+        return out
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"min_count": min_count, "words": vocab.itos[2:]}))
-        tmp.replace(path)  # atomic: parallel runs never read half a file
+        # one process builds it (a sweep's workers start together), the others wait
+        build_once(path, write, lambda p: read(p) is not None)
     except OSError:
-        pass  # an unwritable cache only costs a rebuild next time
-    return vocab
+        pass  # an unwritable cache only costs a rebuild
+    vocab = read(path)
+    return vocab if vocab is not None else Vocab.build(train_sentences, min_count)
 
 
 def check_vocab_size(what: str, config_value: int, actual: int, field: str = "vocab_size") -> None:

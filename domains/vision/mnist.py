@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from domains.cache import build_once
 from domains.registry import register
 from domains.vision.common import OnDeviceImageClassification, VisionConfig, cache_dir
 from domains.workload import MissingDataError, build_config
@@ -136,7 +137,12 @@ def find_mnist_raw(data_root: Path, download: bool) -> Path:
         try:
             from torchvision.datasets import MNIST
 
-            MNIST(str(cache_dir("torchvision")), train=True, download=True)
+            def fetch(staging: Path) -> Path:
+                MNIST(str(staging), train=True, download=True)
+                return staging / "MNIST" / "raw"
+
+            # one process downloads (a sweep's workers start together), the others wait
+            build_once(candidates[1], fetch, lambda p: all((p / n).exists() for n in names))
             if all((candidates[1] / n).exists() for n in names):
                 return candidates[1]
         except Exception as exc:  # offline, or torchvision missing: one clear error below
