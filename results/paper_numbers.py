@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -112,6 +112,9 @@ class PaperReference:
     """run- or workload-config values the runs must have (a field the runs lack: no match)"""
     kind: str = "width"
     """the comparison (``KINDS``); only 'width' references attach to the width tables"""
+    when_present: Mapping[str, Any] = field(default_factory=dict)
+    """values a field must have if the runs have it: fields added after the numbers were
+    recorded (issue 22's ``depth``), whose other values are other experiments"""
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -119,6 +122,7 @@ class PaperReference:
         if self.kind not in KINDS:
             raise ValueError(f"{self.source}: kind {self.kind!r} not in {KINDS}")
         object.__setattr__(self, "requires", MappingProxyType(dict(self.requires)))
+        object.__setattr__(self, "when_present", MappingProxyType(dict(self.when_present)))
 
 
 def _diff(base: tuple[float, ...], sam: tuple[float, ...]) -> tuple[float, ...]:
@@ -225,9 +229,10 @@ _LN50 = ((76.8, 65.7, 50.0, 50.4), (78.5, 86.6, 88.8, 90.0))
 # Sparsity at init: the paper holds the remaining parameters at a small dense model's, our
 # ``match_params_of`` (0.25 = 16 filters for ResNet-18, p = 0.25 for the MLP). PAPERS.md gives
 # MNIST's random masks only (no MNIST SNIP numbers).
+CIFAR = "cifar10-resnet18"
 _SPARSE_CIFAR_W = (0.25, 0.375, 0.5, 1.0)  # 16/24/32/64 filters, sparsity 0/0.56/0.75/0.94
 
-REFERENCES: tuple[PaperReference, ...] = (
+_REFERENCES: tuple[PaperReference, ...] = (
     *(
         PaperReference(f"Fig. 1 ({name})", name, result, requires=requires)
         for name, (result, requires) in _FIG1.items()
@@ -328,6 +333,14 @@ REFERENCES: tuple[PaperReference, ...] = (
     ),
 )
 
+# Issue 22 adds a ``depth`` field to both workloads (hidden layers; BasicBlocks per stage):
+# Fig. 1 and the width ablations are at the standard depth, 2 for both.
+_DEPTH = {"mnist-mlp": {"depth": 2}, CIFAR: {"depth": 2}}
+REFERENCES: tuple[PaperReference, ...] = tuple(
+    replace(r, when_present=_DEPTH[r.workload]) if r.kind == "width" and r.workload in _DEPTH else r
+    for r in _REFERENCES
+)
+
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
@@ -349,6 +362,8 @@ def reference_for(
         if config.get("preset") != ref.preset:
             continue
         if not all(k in config and _same(config[k], v) for k, v in ref.requires.items()):
+            continue
+        if not all(_same(config[k], v) for k, v in ref.when_present.items() if k in config):
             continue
         if any(config.get(k) for k in ABLATION_FIELDS if k not in ref.requires):
             continue  # an ablation run is not the clean experiment

@@ -15,7 +15,7 @@ from results import io as results_io
 from results.analysis import experiments, trend
 from results.figures import write_figures
 from results.io import atomic_write
-from results.paper_numbers import REFERENCES, paper_at, reference_for
+from results.paper_numbers import REFERENCES, paper_at
 from results.store import Store
 from results.tables import write_tables
 from tests.conftest import REPO, run_cli
