@@ -47,12 +47,16 @@ class MissingDataError(FileNotFoundError):
 
 
 def resolve_data_root(data_root: str | Path | None) -> Path:
-    """``--data-root``, else ``$SAM_DATA``, else the user cache (~/.cache/sam-overparam)."""
+    """``--data-root``, else ``$SAM_DATA``, else the user cache (~/.cache/sam-overparam), as an
+    absolute path: a relative one is read against the directory the user started in, so that
+    workers and subprocesses that run elsewhere see the same folder."""
     if data_root:
-        return Path(data_root).expanduser()
-    if os.environ.get("SAM_DATA"):
-        return Path(os.environ["SAM_DATA"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "sam-overparam"
+        path = Path(data_root)
+    elif os.environ.get("SAM_DATA"):
+        path = Path(os.environ["SAM_DATA"])
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "sam-overparam"
+    return Path(os.path.abspath(path.expanduser()))  # abspath: no symlink resolution
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def absolute_sam_data(env: MutableMapping[str, str] = os.environ) -> None:
+    """Make a relative ``$SAM_DATA`` in ``env`` absolute, read against this process's cwd.
+
+    The README's test command sets ``SAM_DATA=../shared/data``, relative to the directory the
+    user started pytest in; the CLI tests run ``run.py`` from a temporary folder, where the
+    same string would name another place."""
+    if env.get("SAM_DATA"):
+        env["SAM_DATA"] = os.path.abspath(os.path.expanduser(env["SAM_DATA"]))
+
+
+absolute_sam_data()  # once, at session start, before any test can change the cwd
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +47,7 @@ def run_cli(
     import subprocess
 
     full_env = dict(os.environ)
+    absolute_sam_data(full_env)  # also one a test set after session start
     full_env.setdefault("SAM_DATA", str(REPO.parent / "shared" / "data"))
     full_env.setdefault("OMP_NUM_THREADS", "1")
     full_env["HF_HUB_OFFLINE"] = full_env["HF_DATASETS_OFFLINE"] = "1"
