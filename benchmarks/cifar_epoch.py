@@ -1,8 +1,8 @@
 """CIFAR-10 ResNet-18 epoch time: the suite's training path against a plain PyTorch loop.
 
   suite   the runner's path: the train set as uint8 on the device, batched crop/flip
-          (domains/vision/common.py), bf16 autocast and channels_last on CUDA (the workload's
-          ``bf16``/``channels_last`` fields), ``train_step`` (base, then SAM), optionally
+          (domains/vision/common.py), bf16 autocast (run.py's ``--precision bf16``) and
+          channels_last on CUDA (the workload's ``channels_last`` field), ``train_step`` (base, then SAM), optionally
           ``torch.compile`` (``--compile``); no host sync inside the epoch
   plain   the usual torchvision recipe: DataLoader with PIL RandomCrop/Flip/ToTensor/Normalize
           in ``--workers`` processes, fp32, NCHW, ``loss.backward(); opt.step()``
@@ -50,7 +50,8 @@ def suite_epoch(workload, model, opt, epoch: int, max_steps: int | None) -> tupl
     t0, n = time.perf_counter(), 0
     batches = workload.train_batches(epoch, make_generator(0, f"data-order/{epoch}"))
     for batch in itertools.islice(batches, max_steps):
-        train_step(model, opt, workload.loss, batch)
+        bf16 = torch.bfloat16 if device.type == "cuda" else None  # --precision bf16 on CUDA
+        train_step(model, opt, workload.loss, batch, autocast_dtype=bf16)
         n += 1
     _sync(device)  # the only sync: at the end of the epoch, as the runner's loop
     return time.perf_counter() - t0, n
@@ -93,7 +94,7 @@ def main() -> None:
     suite = create_workload("cifar10-resnet18", "paper", **data)
     suite.setup_data(resolve_data_root(args.data_root), device)
     # The plain loop's model: the same architecture, fp32, NCHW (no bf16, no channels_last).
-    plain = create_workload("cifar10-resnet18", "paper", bf16=False, channels_last=False, **data)
+    plain = create_workload("cifar10-resnet18", "paper", channels_last=False, **data)
     plain.device = device  # build_model's device-dependent choices, without loading twice
     steps_per_epoch = suite.steps_per_epoch()
     where = "CUDA " + torch.cuda.get_device_name(device) if on_gpu else "CPU (REDUCED: not GPU)"

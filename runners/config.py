@@ -30,6 +30,11 @@ _HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
     "sam_end": 1.0,
     "protocol": "best-val",
 }
+# Workload config fields added after runs were stored, left out of the hash at these values.
+_WORKLOAD_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"clip_range_vf": None}  # PPO workloads
+# Workload config fields removed since runs were stored: dropped when a stored config is
+# rebuilt. bf16 was the vision workloads' own CUDA autocast; precision is RunConfig's now.
+_RETIRED_WORKLOAD_FIELDS = ("bf16",)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,10 @@ class RunConfig:
         for name, default in _HASH_OMITTED_AT_DEFAULT.items():
             if d[name] == default:  # fields added later: runs stored before them keep their ids
                 del d[name]
+        wl = d["workload_config"]
+        for name, default in _WORKLOAD_HASH_OMITTED_AT_DEFAULT.items():
+            if name in wl and wl[name] == default:
+                del wl[name]
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -126,9 +135,10 @@ def workload_for_run(cfg: RunConfig) -> Any:
     meaning of a field, and the run would not be reproduced)."""
     from domains import create_workload  # here, so the store/tables side never imports torch
 
-    workload = create_workload(cfg.workload, cfg.preset, **cfg.workload_config)
+    fields = {k: v for k, v in cfg.workload_config.items() if k not in _RETIRED_WORKLOAD_FIELDS}
+    workload = create_workload(cfg.workload, cfg.preset, **fields)
     rebuilt = json.loads(json.dumps(dataclasses.asdict(workload.config), default=str))
-    stored = json.loads(json.dumps(cfg.workload_config, default=str))
+    stored = json.loads(json.dumps(fields, default=str))
     if rebuilt != stored:
         diff = sorted(k for k in set(rebuilt) | set(stored) if rebuilt.get(k) != stored.get(k))
         raise ValueError(f"{cfg.workload}: rebuilt config differs from the stored one in {diff}")

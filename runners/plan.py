@@ -79,6 +79,8 @@ def expand_grid(
         raise PlanError("m_sharpness and micro_batch_size must be >= 0")
     if precision not in PRECISIONS:
         raise PlanError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if workload.owns_loop and precision != "fp32":  # the library's loop runs in fp32
+        raise PlanError(f"{workload.name} trains in its own loop, in fp32 only")
     if protocol not in PROTOCOLS:
         raise PlanError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):

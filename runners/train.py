@@ -353,7 +353,9 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     finally:
         bar.close()
 
-    return finish_run(store, ex, run_id, target, n_params, state, status, error)
+    return finish_run(
+        store, ex, run_id, target, n_params, state, status, error, precision=cfg.precision
+    )
 
 
 def evaluate_and_select(
@@ -498,6 +500,7 @@ def _train_owned_loop(
         "final/step": final.get("final_step", last_step if final else None),
         f"final/val_{t}": final.get(f"final_val/{t}", final.get(f"val/{t}")),
         f"final/test_{t}": final.get(f"final_test/{t}", final.get(f"test/{t}")),
+        "precision": cfg.precision,
         "steps": last_step,
         "wall_time_s": wall,
         **{k: v for k, v in final.items() if k not in known | {"final_step"}},

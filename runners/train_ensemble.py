@@ -258,7 +258,16 @@ def _train_ensemble(
     for s, cfg in enumerate(cfgs):
         status, error = results.get(s, ("done", None))
         outcomes[cfg.run_id] = finish_run(
-            store, ex, cfg.run_id, target, n_params, states[s], status, error, seed_ensemble=S
+            store,
+            ex,
+            cfg.run_id,
+            target,
+            n_params,
+            states[s],
+            status,
+            error,
+            seed_ensemble=S,
+            precision=cfg.precision,
         )
     return outcomes
 

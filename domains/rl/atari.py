@@ -10,11 +10,17 @@ Model: Nature-CNN scaled by k/2, k in {1,2,3,4} (widths 0.5x, 1x, 1.5x, 2x; 1x i
 32-64-64-512): conv 8x8/4 (16k), conv 4x4/2 (32k), conv 3x3/1 (32k), dense 256k, shared by a
 linear actor and critic, orthogonal init (gain sqrt 2, actor 0.01, critic 1: SB3's ortho_init,
 CleanRL's layer_init). Parameters with Breakout's 4 actions: 424,533 / 1,686,693 / 3,786,485 /
-6,723,909, as the paper. Training: CleanRL's PPO Atari defaults: 8 envs x 128 steps, 4
-minibatches (256), 4 epochs, Adam lr 2.5e-4 linearly annealed, eps 1e-5, clip 0.1 (constant),
-ent 0.01, vf 0.5, grad clip 0.5, gamma 0.99, GAE 0.95, 10M agent steps (CleanRL's
-total_timesteps; = 40M frames. The issue says "10M frames": ``total_timesteps=2500000`` gives
-that). Metric: mean return over 10 val / 10 test episodes, sampled actions (a greedy Breakout
+6,723,909, as the paper. Training: CleanRL's ``ppo_atari_envpool.py`` defaults (PAPERS.md): 8
+envs x 128 steps, 4 minibatches (256), 4 epochs, Adam lr 2.5e-4 linearly annealed, eps 1e-5,
+clip 0.1 (constant), value clipping at 0.1, ent 0.01, value coefficient 0.5 on CleanRL's half
+MSE (= ``vf_coef`` 0.25 on SB3's MSE), grad clip 0.5, gamma 0.99, GAE 0.95, advantages
+normalised per minibatch, episodic life and reward clipping in training, 10M agent steps
+(CleanRL's total_timesteps; = 40M frames. The issue says "10M frames": ``total_timesteps=2500000``
+gives that). rho grid (the paper's Table 2): {0.01, 0.02, 0.05, 0.1, 0.2}.
+Remaining differences from CleanRL (SB3 owns the loop): SB3's value clipping trains the clipped
+value's error, CleanRL the larger of the clipped and unclipped errors; SB3's AtariWrapper
+(gymnasium ALE v4 ids) stands in for envpool's Breakout-v5 (same no-op, skip, max-pool, fire,
+84x84 grey, life and clipping rules; training episodes are not cut at 27k steps). Metric: mean return over 10 val / 10 test episodes, sampled actions (a greedy Breakout
 policy can stall without firing), of the final policy and of the best val checkpoint
 (``eval_freq``). Paper, best score by width: Adam 377 506 584 686; SAM 405 523 748 808.
 Measured here (2-core CPU, 1 thread, in-process envs, 0.5x, seed 0, 30k agent steps, rho 0.01):
@@ -57,12 +63,18 @@ class AtariConfig(PPOConfig):
     lr_schedule: str = "linear"
     clip_range: float = 0.1
     clip_range_schedule: str = "constant"
+    clip_range_vf: float | None = 0.1
+    vf_coef: float = 0.25
+    """CleanRL's 0.5 x its half-MSE value loss, on SB3's full MSE"""
     ent_coef: float = 0.01
     gamma: float = 0.99
     gae_lambda: float = 0.95
     eval_deterministic: bool = False
     eval_freq: int = 250_000
     subproc_envs: bool = True
+    rho: float = 0.01
+    rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
+    """the paper's Atari rho grid (Table 2)"""
 
 
 @functools.lru_cache

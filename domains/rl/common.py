@@ -72,7 +72,10 @@ class PPOConfig(TrainConfig):
     ent_coef: float = 0.0
     """entropy bonus coefficient"""
     vf_coef: float = 0.5
-    """value loss coefficient"""
+    """value loss coefficient (SB3's value loss is the MSE; CleanRL's is half the MSE)"""
+    clip_range_vf: float | None = None
+    """value clipping: the new value kept within this distance of the rollout's (SB3's
+    clip_range_vf, constant); None = no value clipping"""
     max_grad_norm: float = 0.5
     """global gradient-norm clip (SB3 clips the gradient that the Adam step uses)"""
     normalize_advantage: bool = True
@@ -97,11 +100,11 @@ class PPOConfig(TrainConfig):
     num_epochs: int = 20
     """PPO epochs over each rollout"""
     rho: float = 0.01
-    """default SAM radius: the paper does not state its RL rho grid. Measured (cartpole-ppo
-    quick, seed 0): rho 0.05 lowered test return at every width (1x 500 -> 361, 4x 500 -> 169);
-    rho 0.005 and 0.01 reached 500 at 1x and 4x"""
+    """default SAM radius. Measured (cartpole-ppo quick, seed 0): rho 0.05 lowered test return
+    at every width (1x 500 -> 361, 4x 500 -> 169); rho 0.005 and 0.01 reached 500 at 1x and 4x"""
     rho_grid: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
-    """our RL rho grid (not stated in the paper), rho selected on val/return"""
+    """our grid for the classic-control workloads (not in the paper, which has only Atari:
+    AtariConfig holds its grid); rho selected on val/return"""
 
 
 def _schedule(kind: str, value: float) -> float | Callable[[float], float]:
@@ -135,6 +138,7 @@ def fit_ppo(
         normalize_advantage=c.normalize_advantage,
         ent_coef=c.ent_coef,
         vf_coef=c.vf_coef,
+        clip_range_vf=c.clip_range_vf,
         max_grad_norm=c.max_grad_norm,
         policy_kwargs=dict(
             policy_kwargs,

@@ -82,8 +82,6 @@ class VisionConfig(TrainConfig):
     """training examples (fixed seeded subset, their possibly noisy labels) for train/loss, train/acc"""
     eval_batch_size: int = 1_000
     """examples per forward pass at evaluation"""
-    bf16: bool = True
-    """bfloat16 autocast for forward passes on CUDA (ignored on CPU)"""
     channels_last: bool = True
     """channels_last memory format for conv nets on CUDA (ignored on CPU)"""
 
@@ -356,13 +354,11 @@ class OnDeviceImageClassification(Workload):
         return model
 
     # ---- objective
-    def _autocast(self, x: torch.Tensor) -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda and self.config.bf16)
-
+    # No autocast here: the run's ``precision`` (runners/config.py) is the only source of
+    # reduced precision, applied by the runner around the training step; evaluation is fp32.
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
-        with self._autocast(x):
-            logits = model(x)
+        logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         acc = 100.0 * (logits.argmax(1) == y).float().mean()  # percent, as evaluate()
         return loss, {"acc": acc.detach()}
@@ -380,8 +376,7 @@ class OnDeviceImageClassification(Workload):
                 x.split(self.config.eval_batch_size), y.split(self.config.eval_batch_size)
             ):
                 xb = normalize(xb, self.splits.mean, self.splits.std)
-                with self._autocast(xb):
-                    logits = model(xb).float()
+                logits = model(xb).float()
                 loss_sum += F.cross_entropy(logits, yb, reduction="sum")
                 correct += (logits.argmax(1) == yb).sum()
             out[f"{split}/loss"] = (loss_sum / len(y)).item()

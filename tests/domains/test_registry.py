@@ -128,3 +128,48 @@ def test_synthetic_parameter_counts_match_the_paper():
     counts = [count_params(workload.build_model(w)) for w in workload.widths]
     assert counts == [102 * h + 1 for h in range(100, 1001, 100)]
     assert counts[0] == 10_201 and counts[-1] == 102_001
+
+
+# The paper's rho grids, written out from PAPERS.md ("Recipe details": the paper's Table 2).
+PAPER_RHO_GRIDS = {
+    "synthetic-regression": (0.001, 0.01, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 2),
+    "mnist-mlp": (0.01, 0.02, 0.05, 0.1, 0.2),
+    "cifar10-resnet18": (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
+    "imagenet-resnet50": (0.01, 0.02, 0.05, 0.1, 0.2),
+    "atari-ppo": (0.01, 0.02, 0.05, 0.1, 0.2),
+    "cifar10-vit": (0.01, 0.02, 0.05, 0.1, 0.2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_RHO_GRIDS))
+def test_paper_rho_grid_at_every_width_is_the_papers(name):
+    """rho_grid_at (a sweep's ``rho: paper``) gives PAPERS.md's grid at each paper width;
+    ImageNet adds 0.005 for its two smallest models (base filters 16 and 32) only."""
+    w = create_workload(name, "paper")
+    for i, width in enumerate(w.widths):
+        expected = set(PAPER_RHO_GRIDS[name])
+        if name == "imagenet-resnet50" and i < 2:
+            expected |= {0.005}
+        grid = w.rho_grid_at(width)
+        assert sorted(grid) == sorted(expected) and len(grid) == len(expected), (name, width)
+    if name == "imagenet-resnet50":  # widths 0.25x and 0.5x = base filters 16 and 32
+        assert w.widths[:2] == (0.25, 0.5)
+
+
+def test_sweep_rho_paper_uses_the_per_width_grid(tmp_path):
+    """The sweep's ``rho: paper`` expands ImageNet's per-width grid: 6 SAM rhos at the two
+    smallest widths, 5 at the others."""
+    from runners.sweep_spec import load_sweep
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "preset: paper\nseeds: [0]\noptimizers: [sam]\nrho: paper\n"
+        "entries: [{workload: imagenet-resnet50, widths: all}]\n"
+    )
+    configs = load_sweep(spec).configs
+    per_width: dict[float, set[float]] = {}
+    for c in configs:
+        per_width.setdefault(c.width, set()).add(c.rho)
+    assert [len(per_width[w]) for w in (0.25, 0.5, 0.75, 1.0, 1.25)] == [6, 6, 5, 5, 5]
+    assert 0.005 in per_width[0.5] and 0.005 not in per_width[0.75]
+    assert [c.width for c in configs] == sorted(c.width for c in configs)  # width order kept

@@ -55,7 +55,8 @@ def _eval_rows(db, run_id):
 @pytest.mark.parametrize("seeds", ["0", "0,1"])  # one run; two seeds as one seed ensemble
 def test_summary_holds_best_val_and_final_epoch_metrics(tmp_path, seeds):
     """best/* at the epoch of the lowest val/mse, final/* at the last epoch, both read back
-    from the stored metric rows; --protocol lands in config["run"]["protocol"]."""
+    from the stored metric rows; --protocol lands in config["run"]["protocol"], the precision
+    in the stored config and the summary."""
     epochs = 4
     argv = ["--domain", "synthetic", "--preset", "smoke", "--optimizer", "both"]
     argv += ["--seeds", seeds, "--protocol", "final", f"--num_epochs={epochs}", "--no-progress"]
@@ -67,6 +68,7 @@ def test_summary_holds_best_val_and_final_epoch_metrics(tmp_path, seeds):
     for run_id, config, summary in runs:
         assert json.loads(config)["run"]["protocol"] == "final"
         s, evals = json.loads(summary), _eval_rows(db, run_id)
+        assert s["precision"] == json.loads(config)["run"]["precision"] == "fp32"
         assert sorted(evals) == list(range(1, epochs + 1))
         best = min(evals, key=lambda e: evals[e]["val/mse"])
         assert s["best/epoch"] == best and s["final/epoch"] == epochs
@@ -121,3 +123,52 @@ def test_paper_sweep_reports_label_noise_at_the_final_epoch():
     assert {c.workload_config["label_noise"] for c in noisy} == {0.25, 0.5, 0.75}
     fig1 = [c for c in configs if c.workload == "mnist-mlp"]
     assert fig1 and {c.protocol for c in fig1} == {"best-val"}
+
+
+def test_owned_loops_refuse_reduced_precision():
+    """PPO's loop (SB3) computes in fp32 whatever the run says: a bf16 run is refused, not
+    stored under a precision it never used."""
+    from domains import create_workload
+    from runners.plan import PlanError, expand_grid
+
+    w = create_workload("cartpole-ppo", "smoke")
+    kw = dict(widths=[1.0], optimizers=["base"], rhos=[0.0], seeds=[0])
+    assert expand_grid(w, "smoke", **kw)[0].precision == "fp32"
+    with pytest.raises(PlanError, match="fp32 only"):
+        expand_grid(w, "smoke", precision="bf16", **kw)
+
+
+def test_new_ppo_field_leaves_classic_run_ids_and_old_vision_configs_rebuild():
+    """clip_range_vf (added for Atari's CleanRL recipe) is out of the hash at None, so a
+    cartpole run keeps the id computed before the field existed (commit 0abe0ce, literal
+    below); a stored vision config from before bf16 was retired still rebuilds."""
+    import dataclasses
+
+    from domains import create_workload
+    from runners.config import workload_for_run
+
+    wc = dataclasses.asdict(create_workload("cartpole-ppo", "paper").config)
+    assert wc["clip_range_vf"] is None
+    cfg = RunConfig(
+        workload="cartpole-ppo",
+        preset="paper",
+        width=1.0,
+        optimizer="sam",
+        base_optimizer="adam",
+        rho=0.01,
+        workload_config=wc,
+    )
+    assert cfg.run_id == "226dcb1af5646231fd7e"
+    atari = dataclasses.asdict(create_workload("atari-ppo", "paper").config)
+    assert atari["clip_range_vf"] == 0.1  # in the hash: the recipe changed
+
+    mnist = dataclasses.asdict(create_workload("mnist-mlp", "quick").config)
+    old = RunConfig(
+        workload="mnist-mlp",
+        preset="quick",
+        width=1.0,
+        optimizer="sgd",
+        base_optimizer="sgd",
+        workload_config={**mnist, "bf16": True},
+    )
+    assert dataclasses.asdict(workload_for_run(old).config) == mnist

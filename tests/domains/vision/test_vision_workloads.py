@@ -3,6 +3,7 @@ and end-to-end smoke runs (issue 5). CPU only; real data only where $SAM_DATA po
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import subprocess
@@ -409,3 +410,34 @@ def test_read_idx_generated(tmp_path: Path) -> None:
     (tmp_path / "bad").write_bytes(struct.pack(">HBB1I", 0, 0x0D, 1, 4) + bytes(16))
     with pytest.raises(ValueError, match="IDX"):
         read_idx(tmp_path / "bad")
+
+
+# ---------------------------------------------------------------------- precision
+@pytest.mark.parametrize("name", sorted(PAPER_COUNTS) + ["cifar10-vit"])
+def test_paper_preset_computes_in_fp32_unless_the_run_asks(name: str, monkeypatch) -> None:
+    """The workload itself never autocasts (no torch.autocast call in loss or evaluate; the
+    forward sees no autocast on any device type); autocast comes only from the run's
+    precision, i.e. train_step's autocast_dtype."""
+    small = dict(num_train=8, num_val=8, num_test=8, batch_size=4, eval_batch_size=4)
+    w = create_workload(name, "paper", synthetic_data=True, train_eval_size=4, **small)
+    assert "bf16" not in {f.name for f in dataclasses.fields(w.config)}
+    w.setup_data(Path("."), torch.device("cpu"))
+    model = w.build_model(w.widths[0])
+    seen: list[tuple[bool, bool]] = []
+    model.register_forward_hook(
+        lambda *_: seen.append(
+            (torch.is_autocast_enabled("cpu"), torch.is_autocast_enabled("cuda"))
+        )
+    )
+    calls: list[tuple] = []
+    real = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: calls.append(a) or real(*a, **k))
+    batch = next(w.train_batches(0, make_generator(0, "d")))
+    w.loss(model, batch)
+    w.evaluate(model.eval())
+    assert calls == [] and seen and not any(a or b for a, b in seen)
+    monkeypatch.setattr(torch, "autocast", real)
+    seen.clear()
+    opt = build_optimizer(model.train(), "sgd", lr=0.01)
+    train_step(model, opt, w.loss, batch, autocast_dtype=torch.bfloat16)  # --precision bf16
+    assert seen == [(True, False)]
