@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import platform
-import random
 import subprocess
 import sys
 import time
@@ -20,13 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from domains.workload import FitRequest, Workload
-from results.store import Store
-from runners.checkpoint import load_checkpoint, save_checkpoint
+from results.store import Store, StoreError
+from runners.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+)
 from runners.config import RunConfig
 from samcore import (
     LRSchedule,
@@ -89,23 +92,7 @@ def hardware_string(device: torch.device) -> str:
     )
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+_rng_state = capture_rng_state  # the name runners/train_ensemble.py imports
 
 
 def checkpoint_path(results_dir: Path, run_id: str) -> Path:
@@ -210,16 +197,13 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     ckpt = checkpoint_path(ex.results_dir, run_id)
     notes: list[str] = []
     if row is not None:  # a run that was killed or failed: resume from its checkpoint
-        payload, warnings = load_checkpoint(ckpt, run_id)
+        # a checkpoint that does not fit (another code version) is refused like a corrupt one
+        payload, warnings = load_checkpoint(
+            ckpt, run_id, lambda p: restore_training_state(p, model, optimizer, scheduler, scaler)
+        )
         for warning in warnings:  # corrupt files are said on stderr, never loaded
             tqdm.write(f"warning: {warning}", file=sys.stderr)
         if payload is not None:
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
-            scheduler.load_state_dict(payload["scheduler"])
-            if scaler is not None and payload.get("scaler"):
-                scaler.load_state_dict(payload["scaler"])
-            _set_rng_state(payload["rng"])
             state = payload["state"]
             notes.append(f"resumed from epoch {state['epoch']} (step {state['step']})")
         else:
@@ -342,11 +326,13 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     except KeyboardInterrupt:
         store.finish_run(
             run_id,
-            "failed",
+            "interrupted",
             error="interrupted",
             wall_time_s=state["wall_time_s"],
             last_step=state["step"],
         )
+        raise
+    except StoreError:  # disk full: nothing more can be recorded; rerunning resumes
         raise
     except Exception as exc:  # recorded, and the grid goes on
         status, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -479,7 +465,7 @@ def _train_owned_loop(
         if not math.isfinite(final.get(f"val/{target.name}", math.nan)):
             status, error = "diverged", f"non-finite val/{target.name}"
     except KeyboardInterrupt:
-        store.finish_run(run_id, "failed", error="interrupted", last_step=last_step)
+        store.finish_run(run_id, "interrupted", error="interrupted", last_step=last_step)
         raise
     except Exception as exc:  # recorded, and the grid goes on
         status, error = "failed", f"{type(exc).__name__}: {exc}"

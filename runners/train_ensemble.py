@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from domains.workload import Workload
-from results.store import Store
+from results.store import Store, StoreError
 from runners.checkpoint import save_checkpoint
 from runners.config import RunConfig
 from runners.train import (
@@ -242,11 +242,13 @@ def _train_ensemble(
             if s not in results:
                 store.finish_run(
                     cfg.run_id,
-                    "failed",
+                    "interrupted",
                     error="interrupted",
                     wall_time_s=states[s]["wall_time_s"],
                     last_step=states[s]["step"],
                 )
+        raise
+    except StoreError:  # disk full: nothing more can be recorded; rerunning resumes
         raise
     except Exception as exc:  # recorded for every open seed, and the grid goes on
         for s in range(S):
