@@ -62,6 +62,7 @@ __all__ = [
     "optimizer_label",
     "is_late_phase",
     "setup_key",
+    "setup_labels",
 ]
 
 DEFAULT_PROTOCOL = "best-val"
@@ -335,6 +336,13 @@ def _distinguishing(setups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = sorted({k for s in setups for k in s})
     differ = [k for k in keys if len({_key(s.get(k)) for s in setups}) > 1]
     return [{k: s.get(k) for k in differ} for s in setups]
+
+
+def setup_labels(setups: list[dict[str, Any]]) -> list[str]:
+    """'k=v, ...' of the fields that tell each setup apart from the others ('' when alone)."""
+    return [
+        ", ".join(f"{k}={_short(v)}" for k, v in sorted(d.items())) for d in _distinguishing(setups)
+    ]
 
 
 def _base_optimizer(runs: list[dict[str, Any]]) -> str:

@@ -1,10 +1,12 @@
 """Late-phase SAM table from the store alone: base, SAM throughout, and SAM switched on late
 ("SAM Efficiently Selects Flatter Minima Late in Training", Zhou et al., ICLR 2025).
 
-Per workload, width and schedule (base | SAM over [start, end) of training), at each rho: the
-test metric at the best validation epoch (mean +- std over seeds), the compute cost as
-forward-backward passes relative to the base run, the share of SAM's gain recovered, and
-lambda_max at the end when a ``lambda_max`` measure is stored for the run.
+Per workload, setup, width and schedule (base | SAM over [start, end) of training), at each
+rho: the test metric at the best validation epoch (mean +- std over seeds), the compute cost
+as forward-backward passes relative to the base run, the share of SAM's gain recovered, and
+lambda_max at the end when a ``lambda_max`` measure is stored for the run. Setups are the main
+tables' (results/analysis.py ``setup_key``): runs of different presets or overrides are never
+pooled, and each schedule is compared with the base runs of its own setup.
 
     python results/late_phase.py --results results --workload mnist-mlp
 """
@@ -20,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from results.analysis import setup_key, setup_labels
 from results.store import Store, StoreError
 
 __all__ = ["late_phase_rows", "late_phase_table", "main"]
@@ -44,22 +47,26 @@ def _lambda_max(store: Store, run_id: str) -> float | None:
 
 
 def late_phase_rows(store: Store, workload: str) -> list[dict[str, Any]]:
-    """One row per (width, rho, schedule), base first, then SAM by start fraction."""
-    groups: dict[tuple[float, float, float, float], list[dict]] = defaultdict(list)
+    """One row per (setup, width, rho, schedule), base first, then SAM by start fraction;
+    ``setup`` labels the setup ('' when the workload has one)."""
+    groups: dict[tuple[str, float, float, float, float], list[dict]] = defaultdict(list)
+    setups: dict[str, dict[str, Any]] = {}
     for r in store.runs(workload=workload, status="done"):
-        run_cfg = r["config"]["run"]
+        key, setups[key] = setup_key(r)
+        run_cfg = r["config"].get("run") or {}
         sam = r["optimizer"] == "sam"
         start = run_cfg.get("sam_start", 0.0) if sam else math.nan
         end = run_cfg.get("sam_end", 1.0) if sam else math.nan
-        groups[(r["width"], r["rho"], start, end)].append(r)
-    base = {k[0]: v for k, v in groups.items() if math.isnan(k[2])}
+        groups[(key, r["width"], r["rho"], start, end)].append(r)
+    labels = dict(zip(setups, setup_labels(list(setups.values())), strict=True))
+    base = {(k[0], k[1]): v for k, v in groups.items() if math.isnan(k[3])}
     rows = []
-    for (width, rho, start, end), runs in groups.items():
+    for (key, width, rho, start, end), runs in groups.items():
         s = runs[0]["summary"]
         target, mode = s["target"], s["target_mode"]
         test = _mean_std([r["summary"][f"best/test_{target}"] for r in runs])
         passes = statistics.fmean(r["summary"]["forward_backward_passes"] for r in runs)
-        base_runs = base.get(width, [])
+        base_runs = base.get((key, width), [])
         base_passes = (
             statistics.fmean(r["summary"]["forward_backward_passes"] for r in base_runs)
             if base_runs
@@ -69,6 +76,8 @@ def late_phase_rows(store: Store, workload: str) -> list[dict[str, Any]]:
         lams = [v for v in lams if v is not None]
         rows.append(
             {
+                "setup": labels[key],
+                "_setup_key": key,
                 "width": width,
                 "rho": rho,
                 "schedule": "base" if math.isnan(start) else f"SAM [{start:g}, {end:g})",
@@ -81,42 +90,51 @@ def late_phase_rows(store: Store, workload: str) -> list[dict[str, Any]]:
                 "seeds": len(runs),
             }
         )
-    # share of full SAM's gain over base that each schedule recovers (same width and rho)
-    by_key = {(r["width"], r["rho"], r["schedule"]): r for r in rows}
+    # share of full SAM's gain over base that each schedule recovers (same setup, width, rho)
+    by_key = {(r["_setup_key"], r["width"], r["rho"], r["schedule"]): r for r in rows}
+    base_rows = {(r["_setup_key"], r["width"]): r for r in rows if r["schedule"] == "base"}
     for r in rows:
-        b = next((x for x in rows if x["width"] == r["width"] and x["schedule"] == "base"), None)
-        full = by_key.get((r["width"], r["rho"], "SAM [0, 1)"))
+        b = base_rows.get((r["_setup_key"], r["width"]))
+        full = by_key.get((r["_setup_key"], r["width"], r["rho"], "SAM [0, 1)"))
         gain = full["test"][0] - b["test"][0] if (b and full) else math.nan
         sign = 1.0 if r["mode"] == "max" else -1.0
         useful = b is not None and r["schedule"] != "base" and sign * gain > 0
         # undefined where full SAM did not beat the base optimizer (no gain to recover)
         r["gain_recovered"] = (r["test"][0] - b["test"][0]) / gain if useful else None
-    rows.sort(key=lambda r: (r["width"], r["schedule"] != "base", r["rho"], r["start"]))
+    rows.sort(key=lambda r: (r["setup"], r["width"], r["schedule"] != "base", r["rho"], r["start"]))
+    for r in rows:
+        del r["_setup_key"]
     return rows
 
 
 def late_phase_table(store: Store, workload: str) -> str:
+    """Markdown, one table per setup of the workload."""
     rows = late_phase_rows(store, workload)
     if not rows:
         return f"### {workload}: late-phase SAM\n\n(no finished runs)\n"
-    t = rows[0]["target"]
-    lines = [
-        f"### {workload}: late-phase SAM (test {t} at the best validation epoch)",
-        "",
-        f"| width | schedule | rho | test {t} | cost (passes / base) | "
-        "share of SAM's gain | lambda_max (end) | seeds |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        m, s = r["test"]
-        share = "-" if r["gain_recovered"] is None else f"{r['gain_recovered']:.2f}"
-        lam = "-" if r["lambda_max"] is None else f"{r['lambda_max'][0]:.4g}"
-        rho = "-" if r["schedule"] == "base" else f"{r['rho']:g}"
-        lines.append(
-            f"| {r['width']:g}x | {r['schedule']} | {rho} | {m:.4g} ± {s:.2g} | "
-            f"{r['relative_cost']:.2f} | {share} | {lam} | {r['seeds']} |"
-        )
-    return "\n".join(lines) + "\n"
+    parts = []
+    for setup in dict.fromkeys(r["setup"] for r in rows):
+        part = [r for r in rows if r["setup"] == setup]
+        t = part[0]["target"]
+        lines = [
+            f"### {workload}: late-phase SAM (test {t} at the best validation epoch)"
+            + (f" [{setup}]" if setup else ""),
+            "",
+            f"| width | schedule | rho | test {t} | cost (passes / base) | "
+            "share of SAM's gain | lambda_max (end) | seeds |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in part:
+            m, s = r["test"]
+            share = "-" if r["gain_recovered"] is None else f"{r['gain_recovered']:.2f}"
+            lam = "-" if r["lambda_max"] is None else f"{r['lambda_max'][0]:.4g}"
+            rho = "-" if r["schedule"] == "base" else f"{r['rho']:g}"
+            lines.append(
+                f"| {r['width']:g}x | {r['schedule']} | {rho} | {m:.4g} ± {s:.2g} | "
+                f"{r['relative_cost']:.2f} | {share} | {lam} | {r['seeds']} |"
+            )
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,19 +4,23 @@ Generalization gap (positive = generalizes worse): the final evaluation's test m
 train metric (sign-flipped for a metric to maximise) when ``train/<target>`` is stored, else
 the test metric at the best validation epoch against that validation value. Kendall's tau
 (scipy.stats.kendalltau) between each measure and the gap is taken over the individual done
-runs of a workload (every width, optimizer, rho and seed); Andriushchenko et al. (2023) find it
-near 0 for most sharpness definitions in modern setups.
+runs of a workload and setup (every width, optimizer, rho and seed); Andriushchenko et al.
+(2023) find it near 0 for most sharpness definitions in modern setups. Setups are the main
+tables' (results/analysis.py ``setup_key``): runs of different presets or overrides are never
+pooled into one table, one tau or one curve.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from results.analysis import setup_key, setup_labels
 from results.store import Store
 
 __all__ = ["generalization_gap", "sharpness_tables", "sharpness_figures"]
@@ -57,18 +61,36 @@ def _label(run: dict[str, Any]) -> str:
     return f"sam rho={run['rho']:g}" if run["optimizer"] == "sam" else run["optimizer"]
 
 
-def _runs_with_measures(store: Store) -> dict[str, list[dict[str, Any]]]:
-    """workload -> done runs that have measures, each with ``measures`` and ``gap`` added."""
+def _runs_with_measures(store: Store) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(workload, setup label) -> done runs that have measures, each with ``measures`` and
+    ``gap`` added; the label is '' for a workload's only setup."""
     by_run: dict[str, dict[str, float]] = defaultdict(dict)
     for m in store.measures():
         by_run[m["run_id"]][m["name"]] = m["value"]
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    setups: dict[str, tuple[str, dict[str, Any]]] = {}
     for run in store.runs(status="done"):
         if run["id"] in by_run:
-            out[run["workload"]].append(
+            key, setup = setup_key(run)
+            setups[key] = (run["workload"], setup)
+            groups[key].append(
                 {**run, "measures": by_run[run["id"]], "gap": generalization_gap(store, run)}
             )
-    return dict(out)
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for workload in sorted({w for w, _ in setups.values()}):
+        keys = [k for k, (w, _) in setups.items() if w == workload]
+        labels = setup_labels([setups[k][1] for k in keys])
+        for key, label in zip(keys, labels, strict=True):
+            out[(workload, label)] = groups[key]
+    return out
+
+
+def _title(workload: str, label: str) -> str:
+    return workload + (f" [{label}]" if label else "")
+
+
+def _stem(workload: str, label: str) -> str:
+    return workload + ("_" + re.sub(r"[^A-Za-z0-9.=-]+", "_", label).strip("_") if label else "")
 
 
 def _mean(values: list[float]) -> float:
@@ -101,15 +123,15 @@ def sharpness_tables(store: Store) -> str:
     if not by_workload:
         return "(no sharpness measures stored; run runners/sharpness.py)\n"
     parts = []
-    for workload in sorted(by_workload):
-        runs = by_workload[workload]
+    for workload, setup in sorted(by_workload):
+        runs = by_workload[(workload, setup)]
         present = {n for r in runs for n in r["measures"]}
         cols = [n for n in TABLE_ORDER if n in present]
         groups: dict[tuple[float, str], list[dict[str, Any]]] = defaultdict(list)
         for r in runs:
             groups[(r["width"], _label(r))].append(r)
         lines = [
-            f"### {workload}: sharpness at the end of training (mean over seeds)",
+            f"### {_title(workload, setup)}: sharpness at the end of training (mean over seeds)",
             "",
             "| width | optimizer | seeds | " + " | ".join(cols) + " | gen. gap |",
             "|---:|---|---:|" + "---:|" * (len(cols) + 1),
@@ -160,7 +182,7 @@ def sharpness_figures(store: Store, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for workload, runs in sorted(_runs_with_measures(store).items()):
+    for (workload, setup), runs in sorted(_runs_with_measures(store).items()):
         curves = _curves(runs, "lambda_max")
         if curves:
             fig = Figure(figsize=(5, 3.5), layout="constrained")
@@ -170,9 +192,9 @@ def sharpness_figures(store: Store, out_dir: str | Path) -> list[Path]:
             ax.set_xscale("log")
             ax.set_xlabel("width multiplier")
             ax.set_ylabel(r"$\lambda_{max}$ of the training Hessian")
-            ax.set_title(f"{workload}: sharpness at the end of training")
+            ax.set_title(f"{_title(workload, setup)}: sharpness at the end of training")
             ax.legend(fontsize=8)
-            written.append(_save(fig, out / f"lambda_max_vs_width_{workload}.png"))
+            written.append(_save(fig, out / f"lambda_max_vs_width_{_stem(workload, setup)}.png"))
         moments = [(m, _curves(runs, m)) for m in MOMENTS]
         moments = [(m, c) for m, c in moments if c]
         if moments:
@@ -188,6 +210,7 @@ def sharpness_figures(store: Store, out_dir: str | Path) -> list[Path]:
                 ax.set_xlabel("width multiplier")
                 ax.set_title(rf"tr$(H^{name[-1]})/n$")
             ax.legend(fontsize=8)
-            fig.suptitle(f"{workload}: Hessian moments at the end of training")
-            written.append(_save(fig, out / f"hessian_moments_vs_width_{workload}.png"))
+            fig.suptitle(f"{_title(workload, setup)}: Hessian moments at the end of training")
+            stem = _stem(workload, setup)
+            written.append(_save(fig, out / f"hessian_moments_vs_width_{stem}.png"))
     return written

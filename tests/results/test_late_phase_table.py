@@ -72,3 +72,45 @@ def test_share_is_undefined_when_sam_did_not_help(tmp_path):
         _add(store, "late", "sam", 0, 97.5, 112, start=0.875)
         rows = late_phase_rows(store, "mnist-mlp")
     assert [r["gain_recovered"] for r in rows] == [None, None, None]
+
+
+def test_two_presets_are_not_pooled(tmp_path):
+    # issue 17: the late-phase table pooled runs across presets and overrides
+    with Store(tmp_path / "runs.sqlite") as store:
+        for preset, base, late in (("quick", 90.0, 91.0), ("paper", 98.0, 98.5)):
+            for rid, opt, test, passes, start in (
+                ("b", "sgd", base, 100, 0.0),
+                ("s", "sam", base + 2.0, 200, 0.0),
+                ("l", "sam", late, 110, 0.5),
+            ):
+                run = {"preset": preset}
+                if opt == "sam":
+                    run.update({"sam_start": start, "sam_end": 1.0})
+                start_toy_run(
+                    store,
+                    f"{preset}-{rid}",
+                    workload="mnist-mlp",
+                    optimizer=opt,
+                    rho=0.1 if opt == "sam" else 0.0,
+                    preset=preset,
+                    config={"run": run},
+                )
+                store.finish_run(
+                    f"{preset}-{rid}",
+                    "done",
+                    summary={
+                        "target": "acc",
+                        "target_mode": "max",
+                        "best/test_acc": test,
+                        "forward_backward_passes": passes,
+                    },
+                )
+        rows = late_phase_rows(store, "mnist-mlp")
+        text = late_phase_table(store, "mnist-mlp")
+    assert len(rows) == 6 and all(r["seeds"] == 1 for r in rows)  # pooled: 3 rows of 2 seeds
+    by = {(r["setup"], r["schedule"]): r for r in rows}
+    assert by[("preset=quick", "base")]["test"][0] == 90.0
+    # each late schedule against its own preset's base and full SAM: (91 - 90) / 2, 0.5 / 2
+    assert by[("preset=quick", "SAM [0.5, 1)")]["gain_recovered"] == pytest.approx(0.5)
+    assert by[("preset=paper", "SAM [0.5, 1)")]["gain_recovered"] == pytest.approx(0.25)
+    assert "[preset=quick]" in text and "[preset=paper]" in text

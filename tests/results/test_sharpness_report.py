@@ -92,3 +92,28 @@ def test_report_module_does_not_import_torch():
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_two_presets_are_not_pooled(tmp_path):
+    # issue 17: Kendall's tau and the per-width means pooled runs across presets
+    store = Store(tmp_path / "r.sqlite")
+    gaps = {"quick": (0.1, 0.2, 0.3), "paper": (0.3, 0.2, 0.1)}
+    for preset, values in gaps.items():
+        for width, gap in zip((1, 2, 4), values, strict=True):
+            run_id = f"{preset}{width}"
+            start_toy_run(store, run_id, width=width, preset=preset, n_params=100 * width)
+            store.log_metrics(run_id, 10, 1.0, {"train/mse": 1.0, "test/mse": 1.0 + gap})
+            summary = {"target": "mse", "target_mode": "min"}
+            store.finish_run(run_id, "done", summary=summary)
+            # concordant within each preset; pooled, the paper runs' offset makes pairs discordant
+            store.log_measure(run_id, "lambda_max", gap - (preset == "paper"))
+    table = sharpness_tables(store)
+    # per preset tau is exactly 1 (pooled, the six runs give tau-b = 0.45)
+    assert table.count("| lambda_max | 1 | ") == 2
+    assert "### toy [preset=paper]" in table and "### toy [preset=quick]" in table
+    assert table.count("| 1x | sgd | 1 |") == 2  # one run per preset and width, not 2 pooled
+    names = sorted(p.name for p in sharpness_figures(store, tmp_path / "figs"))
+    assert names == [
+        "lambda_max_vs_width_toy_preset=paper.png",
+        "lambda_max_vs_width_toy_preset=quick.png",
+    ]
