@@ -1,33 +1,68 @@
 """Part-of-speech tagging with a Transformer encoder trained from scratch, the paper's Fig. 1
-POS row (Shin et al., UAI 2025, appendix A; numbers in ../shared/PAPERS.md).
+POS row and Fig. 5d (Shin et al., UAI 2025, appendix A; numbers in ../shared/PAPERS.md).
 
-Task: one tag per word of a Universal Dependencies treebank. Data: CoNLL-U files
-``<data_root>/ud/<treebank>/<prefix>-ud-{train,dev,test}.conllu``; multi-word token lines and
-empty nodes are skipped, so every syntactic word is tagged once. Default: UD English-EWT with
-UPOS (12,544 / 2,001 / 2,077 sentences, 17 tags; the only treebank with a train split held
-offline). When the files are not under the data root, the ``ud_release`` files are fetched
-from the treebank's GitHub repository into the user cache (online). The ``paper`` preset names
-the paper's UD Ancient Greek-Perseus with XPOS, whose train split is not held here (offline:
-MissingDataError says where and how). Word vocabulary from train only
-(every word seen, min_count 1: 19,674 EWT words + <pad> + <unk> = 19,676), deterministic,
-cached. Dev selects the model (best epoch); test is reported there.
+Source: the paper says it follows the Flax example ``examples/nlp_seq`` (google/flax:
+models.py, input_pipeline.py, train.py); this file is that example in plain torch.
 
-Model: Hugging Face ``BertForTokenClassification`` built from a ``BertConfig`` (no pretrained
-weights): 6 post-LN layers, hidden d, MLP 4d, d/64 heads, learned positions, dropout 0.3
-(hidden and attention), BERT's N(0, 0.02) initialisation, linear tag head. Width 1x = d 256,
-grid d 128..640 = 0.5x..2.5x (d rounded to a multiple of 64 so heads stay 64 wide). Padding:
-an attention mask hides pad keys and the loss ignores pad labels (-100). The paper's counts
-5.5 / 13.5 / 23.7 / 36.3 / 51.3M fit vocab + positions + tags ~= 34.0k rows of width d on the
-same 6-layer encoder; the paper preset's placeholder sizes (32,500 words, 1,000 tags, 512
-positions) reproduce them: 5.54 / 13.4 / 23.7 / 36.3 / 51.3M. With EWT (preset paper-ewt): 3.74 /
-9.85 / 18.3 / 29.1 / 42.3M.
+Task: one tag per token of a Universal Dependencies treebank. Data: CoNLL-U files
+``<data_root>/ud/<treebank>/<prefix>-ud-{train,dev,test}.conllu`` (fetched from the treebank's
+GitHub repository into the user cache when absent and online). Default: UD English-EWT with
+UPOS (12,544 / 2,001 / 2,077 sentences; the only treebank with a train split held offline).
+The ``paper`` preset reads UD Ancient Greek-Perseus ``grc_perseus-ud-*.conllu`` with XPOS (the
+9-character positional tags, e.g. ``n-s---mn-``), as the paper and the Flax example's README
+(which runs UD v2.0's ``UD_Ancient_Greek/grc-ud-*.conllu``, this treebank's pre-2.2 name).
+As in Flax's input pipeline:
+- vocabularies from train only: FORM (the <= 100k most frequent forms, no minimum count) and
+  the tag column, each after ``<pad>`` = 0, ``<unk>`` = 1, ``<root>`` = 2 (EWT: 19,674 forms
+  -> vocab_size 19,677; 17 UPOS -> num_tags 20). Dev/test forms and tags unseen in train map
+  to ``<unk>``; an unseen tag is then a target the model never learned (scored, counted wrong).
+- every sentence starts with a ROOT token whose input is ``<root>`` and whose target is the
+  ``<root>`` tag; sentences are cut to ``max_length`` tokens including ROOT (Flax: 256).
+- loss and accuracy weigh every target > 0 (Flax's ``weights = targets > 0``): padding is
+  excluded, ROOT and ``<unk>`` targets count. So ``acc`` includes one nearly free ROOT token
+  per sentence, as the paper's numbers do; ``word_acc`` (also logged) leaves ROOT out.
 
-Recipe (the Flax nlp_seq example the paper follows): AdamW (0.9, 0.98, eps 1e-9), wd 0.1,
-lr 0.05 x min(1, t/8000) x 1/sqrt(max(t, 8000)) = peak 0.05/sqrt(8000) = 5.59e-4 at step 8k,
-which is samcore's ``inverse_sqrt`` schedule with learning_rate 5.59e-4; batch 64, 75k steps
-(= 383 EWT epochs of 196 steps), evaluation every ~1k steps (5 epochs). Metric token accuracy
-(%). Paper (Ancient Greek XPOS): AdamW 68.76 68.61 68.61 68.11 68.16, SAM 68.66 69.26 69.44
-69.18 69.31 (gain -.10 -> 1.15). Differences from Flax: BERT's post-LN blocks (Flax: pre-LN).
+Model (Flax ``Transformer``): token embedding (truncated normal, std 1/sqrt(d), Flax's
+``Embed`` default) -> dropout -> + fixed sinusoidal positions (sin on even, cos on odd
+features; no parameters) -> 6 pre-LayerNorm blocks [LN -> self-attention (q, k, v, out
+projections d x d without bias, heads d/64, attention dropout) -> dropout -> residual;
+LN -> Dense 4d -> ELU -> dropout -> Dense d -> dropout -> residual] -> LayerNorm -> Dense to
+the tags. Kernels xavier-uniform (each d x d projection on its own, as Flax's DenseGeneral),
+biases N(0, 1e-6), LayerNorm eps 1e-6, dropout 0.3 everywhere. Parameters, exactly:
+    N(d) = 12·L·d² + (vocab_size + num_tags + 2 + 9·L)·d + num_tags        (L = 6 layers)
+Width 1x = d 256; grid d 128..640 = 0.5x..2.5x (d a multiple of 64: heads 64 wide).
+
+Vocabulary and tag-set sizes are config fields so that ``--list`` counts parameters on the meta
+device without data; ``setup_data`` checks them against the loaded treebank and raises one
+ConfigError naming the overrides that fit (``--vocab_size=... --num_tags=...``): the config
+stored with a run is then always the model that ran (a silent update would store one model and
+train another). The ``paper`` preset's sizes are *inferred*: the Perseus train split is not
+held offline, and the paper's counts 5.54 / 13.44 / 23.70 / 36.31 / 51.29M fix only their sum
+(vocab_size + num_tags in 34,000..34,005 reproduces all five; num_tags alone moves a count by
+num_tags, below the rounding). We take 33,003 + 1,000 = 34,003 (5,540,200 / 13,438,696 /
+23,696,488 / 36,313,576 / 51,289,960); on real Perseus data the check prints the true pair to
+pass (e.g. as a sweep entry's ``overrides``), and each entry the true sum differs by moves N(d)
+by d. With EWT (``paper-ewt``, 19,677 + 20): 3.71 / 9.78 / 18.2 / 29.0 / 42.1M.
+
+Recipe (Flax train.py): AdamW (0.9, 0.98, eps 1e-9), wd 0.1 on every parameter (optax adamw
+without a mask), lr 0.05 x min(1, t/8000) x 1/sqrt(max(t, 8000)), i.e. samcore's
+``inverse_sqrt`` with peak 0.05/sqrt(8000) = 5.59e-4; batch 64 sentences, 75k steps (Perseus:
+~11.5k train sentences = 180 steps per epoch, 417 epochs; EWT 196 steps, 383 epochs),
+evaluation every ~1k steps; dev selects (best-val) or the last epoch is reported (``final``,
+Fig. 5d). Metric: token accuracy (%). Paper (Perseus XPOS): AdamW 68.76 68.61 68.61 68.11
+68.16, SAM 68.66 69.26 69.44 69.18 69.31 (gain -.10 -> 1.15); rho grid {.01 .. .5} (Table 2).
+
+Deviations from the Flax example:
+- padding: Flax pads every sentence to 256 tokens and masks nothing, so real tokens attend to
+  ``<pad>`` tokens. ``attend_to_padding=True`` (presets ``paper``, ``paper-ewt``) reproduces
+  that; the others trim each batch to its longest sentence and mask pad keys, so a sentence's
+  tags do not depend on its batch (and compute drops several-fold).
+- batches: Flax reads train in file order, never shuffled, batches crossing epochs; we shuffle
+  each epoch (the suite's loop) and the last batch of an epoch may be short.
+- multi-word token lines (``1-2``) and empty nodes (``1.1``) are skipped (UD's convention);
+  Flax's reader would treat them as tokens. Perseus, to our knowledge, has neither.
+- ties in form frequency at the 100k cap are broken alphabetically (Flax: first seen); no
+  treebank here reaches the cap. The first update uses lr at step 1, Flax's uses step 0 (= 0).
 
     python runners/run.py --workload ud-pos-transformer --preset paper-ewt --width 0.5x,1x,2.5x
 """
@@ -36,6 +71,7 @@ from __future__ import annotations
 
 import math
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,17 +84,20 @@ from torch import nn
 from domains.language.common import (
     Vocab,
     cached_vocab,
-    check_vocab_size,
     language_cache_dir,
     load_conllu_split,
     pad_sequences,
 )
 from domains.registry import register
-from domains.workload import Target, TrainConfig, Workload, build_config
+from domains.workload import ConfigError, Target, TrainConfig, Workload, build_config
 from samcore.width import scale_width
 
-IGNORE = -100  # label of padding: skipped by the loss and the accuracy
-UNSEEN_TAG = -2  # a dev/test tag absent from train: the model cannot predict it, counted wrong
+# Flax's input_pipeline ids, shared by the form and the tag vocabulary
+PAD_ID, UNK_ID, ROOT_ID = Vocab.pad_id, Vocab.unk_id, 2
+ROOT = "<root>"
+SPECIALS = ("<pad>", "<unk>", ROOT)
+LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's default (torch: 1e-5)
+BIAS_INIT_STD = 1e-6  # the example's bias_init = normal(stddev=1e-6)
 
 
 def _treebank_folder(data_root: Path, c: UDPOSConfig) -> Path:
@@ -99,28 +138,31 @@ class UDPOSConfig(TrainConfig):
     """tag set to predict: upos (column 4) | xpos (column 5)"""
     ud_release: str = "r2.14"
     """UD release tag whose files are downloaded when the treebank is not on disk (online)"""
-    vocab_size: int = 19_676
-    """embedding rows = train words (min_count) + <pad> + <unk>; checked against the data"""
-    num_tags: int = 17
-    """distinct tags in train (output size); checked against the data"""
-    min_count: int = 1
-    """minimum training-set count for a word to enter the vocabulary"""
+    vocab_size: int = 19_677
+    """embedding rows = train forms (<= max_forms) + <pad>, <unk>, <root>; checked against
+    the data"""
+    num_tags: int = 20
+    """output classes = train tags + <pad>, <unk>, <root> (Flax's tag vocabulary); checked
+    against the data"""
+    max_forms: int = 100_000
+    """most frequent train forms kept in the vocabulary (Flax's max_num_forms)"""
     base_hidden: int = 256
     """model width d at 1x (grid 128..640 = 0.5x..2.5x)"""
     num_layers: int = 6
-    """encoder layers"""
+    """encoder blocks"""
     head_dim: int = 64
     """attention head size: heads = d / head_dim"""
     mlp_ratio: int = 4
     """feed-forward size = mlp_ratio * d"""
     dropout: float = 0.3
-    """dropout on embeddings, residual branches and the tag head"""
+    """dropout on the embeddings, attention and MLP outputs and inside the MLP (Flax: 0.3)"""
     attention_dropout: float = 0.3
-    """dropout on attention probabilities"""
-    max_positions: int = 256
-    """learned position embeddings (EWT's longest sentence has 159 words)"""
+    """dropout on attention probabilities (Flax: 0.3)"""
     max_length: int = 256
-    """words kept per sentence (longer ones are truncated; none on EWT at 256)"""
+    """tokens kept per sentence, ROOT included (Flax's max_len); the sinusoid table's length"""
+    attend_to_padding: bool = False
+    """True: Flax's math (every sentence padded to max_length, pad tokens attended); False:
+    batches trimmed to their longest sentence, pad keys masked"""
     max_train_examples: int | None = None
     """use only the first N training sentences (None = all)"""
     max_eval_examples: int | None = None
@@ -131,7 +173,7 @@ class UDPOSConfig(TrainConfig):
     """sentences per forward pass at evaluation"""
     data_seed: int = 0
     """seed of the train/acc subset"""
-    # the paper's recipe (Flax nlp_seq)
+    # the paper's recipe (Flax nlp_seq train.py)
     optimizer: str = "adamw"
     """base optimizer (paper: AdamW)"""
     learning_rate: float = 0.05 / math.sqrt(8000)
@@ -141,7 +183,7 @@ class UDPOSConfig(TrainConfig):
     adam_eps: float = 1e-9
     """AdamW epsilon (paper)"""
     weight_decay: float = 0.1
-    """decoupled weight decay (paper)"""
+    """decoupled weight decay on every parameter (paper; optax.adamw without a mask)"""
     lr_schedule: str = "inverse_sqrt"
     """linear warm-up then 1/sqrt(step) decay"""
     warmup_steps: int = 8000
@@ -154,27 +196,26 @@ class UDPOSConfig(TrainConfig):
     """epochs between evaluations (~1k steps, as the paper)"""
     rho: float = 0.05
     """default SAM radius"""
-    rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
-    """the paper's rho grid {0.01 ... 0.5}"""
+    rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+    """the paper's rho grid for PoS (Table 2)"""
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's treebank and tags. Perseus' train split is not held offline; the word and tag
-    # counts are placeholders inferred from the paper's parameter counts (the data check names
-    # the true ones). 75k steps at ~179 steps per epoch = 420 epochs.
+    # The paper's treebank, tags and padding. Perseus' train split is not held offline: the
+    # sizes are inferred from the paper's parameter counts (module docstring; the data check
+    # names the true ones). 75k steps at 180 steps per epoch = 417 epochs; eval every ~1k steps.
     "paper": {
         "treebank": "UD_Ancient_Greek-Perseus",
         "file_prefix": "grc_perseus",
         "tag_column": "xpos",
-        "vocab_size": 32_500,
+        "vocab_size": 33_003,
         "num_tags": 1_000,
-        "max_positions": 512,
-        "max_length": 512,
-        "num_epochs": 420,
+        "attend_to_padding": True,
+        "num_epochs": 417,
         "eval_every": 6,
     },
-    # The paper's recipe on EWT (the default treebank).
-    "paper-ewt": {},
+    # The paper's recipe and padding on EWT (the default treebank).
+    "paper-ewt": {"attend_to_padding": True},
     # CPU minutes: 2k EWT sentences, 2 layers, 3 epochs, a short warm-up and a larger peak LR;
     # e.g. --width 0.5x,1x,1.5x --optimizer both.
     "quick": {
@@ -204,28 +245,100 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_tagger(vocab_size: int, num_tags: int, d: int, c: UDPOSConfig) -> nn.Module:
-    """BertForTokenClassification from a config: input_ids/attention_mask (B, T) -> logits
-    (B, T, num_tags). No pooler; one token type."""
-    from transformers import BertConfig, BertForTokenClassification
-
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=d,
-        num_hidden_layers=c.num_layers,
-        num_attention_heads=d // c.head_dim,
-        intermediate_size=c.mlp_ratio * d,
-        hidden_dropout_prob=c.dropout,
-        attention_probs_dropout_prob=c.attention_dropout,
-        max_position_embeddings=c.max_positions,
-        type_vocab_size=1,
-        pad_token_id=Vocab.pad_id,
-        num_labels=num_tags,
-        initializer_range=0.02,  # BERT's init: N(0, 0.02), LayerNorm 1/0
-    )
-    return BertForTokenClassification(config)
+# ---------------------------------------------------------------------- model
+def sinusoid_table(length: int, d: int) -> torch.Tensor:
+    """(length, d) Flax ``sinusoidal_init``: sin at even features, cos at odd ones."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * -(math.log(10000.0) / d))
+    table = torch.zeros(length, d)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div)
+    return table
 
 
+class SelfAttention(nn.Module):
+    """Flax ``SelfAttention(use_bias=False)``: q, k, v and output projections without bias."""
+
+    def __init__(self, d: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads, self.dropout = num_heads, dropout
+        self.query, self.key, self.value, self.out = (nn.Linear(d, d, bias=False) for _ in "qkvo")
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = (
+            p(x).view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2)  # (B, H, T, hd)
+            for p in (self.query, self.key, self.value)
+        )
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T) keys
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # softmax(q k^T / sqrt(hd)), dropout on the probabilities (Flax: broadcast_dropout off)
+        return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+class EncoderBlock(nn.Module):
+    """Flax ``Encoder1DBlock``: pre-LN attention and ELU MLP, each with dropout and residual."""
+
+    def __init__(self, d: int, c: UDPOSConfig) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.attn = SelfAttention(d, d // c.head_dim, c.attention_dropout)
+        self.ln_mlp = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.fc_in = nn.Linear(d, c.mlp_ratio * d)
+        self.fc_out = nn.Linear(c.mlp_ratio * d, d)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln_attn(x), key_mask))
+        h = self.drop(F.elu(self.fc_in(self.ln_mlp(x))))
+        return x + self.drop(self.fc_out(h))
+
+
+class Tagger(nn.Module):
+    """Flax nlp_seq ``Transformer``: ids (B, T) [+ key mask (B, T), True = real] -> logits
+    (B, T, num_tags)."""
+
+    def __init__(self, vocab_size: int, num_tags: int, d: int, c: UDPOSConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d)
+        self.drop = nn.Dropout(c.dropout)
+        # fixed, not a parameter; rebuilt with the model, so not in the state dict
+        self.register_buffer("positions", sinusoid_table(c.max_length, d), persistent=False)
+        self.blocks = nn.ModuleList(EncoderBlock(d, c) for _ in range(c.num_layers))
+        self.ln_final = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.head = nn.Linear(d, num_tags)
+        self.apply(_init_weights)
+
+    def forward(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.drop(self.embed(ids)) + self.positions[: ids.shape[1]]  # Flax: dropout, then +pe
+        for block in self.blocks:
+            x = block(x, key_mask)
+        return self.head(self.ln_final(x))
+
+
+def _init_weights(m: nn.Module) -> None:
+    """The example's initialisers: xavier-uniform kernels, N(0, 1e-6) biases, and Flax
+    ``Embed``'s variance_scaling(1, fan_in, truncated normal): std 1/sqrt(d), cut at 2 std."""
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.normal_(m.bias, std=BIAS_INIT_STD)
+    elif isinstance(m, nn.Embedding):
+        # jax's truncated normal divides by 0.8796 (the std of N(0,1) cut at +-2) so the
+        # samples end with the requested std
+        std = (1.0 / m.embedding_dim) ** 0.5 / 0.87962566103423978
+        nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+
+
+def expected_num_params(d: int, vocab_size: int, num_tags: int, c: UDPOSConfig) -> int:
+    """Closed form of the model's size (the module docstring's N(d), any mlp_ratio)."""
+    m = c.mlp_ratio
+    per_block = 4 * d * d + 2 * m * d * d + m * d + d + 4 * d  # attention, MLP, two LayerNorms
+    return vocab_size * d + c.num_layers * per_block + 2 * d + d * num_tags + num_tags
+
+
+# ---------------------------------------------------------------------- workload
 class UDPOSTransformer(Workload):
     target = Target("acc", "max")
     widths = (0.5, 1.0, 1.5, 2.0, 2.5)  # d = 128, 256, 384, 512, 640
@@ -234,16 +347,18 @@ class UDPOSTransformer(Workload):
         super().__init__(config)
         self.config: UDPOSConfig = config
         if config.tag_column not in ("upos", "xpos"):
-            raise ValueError(f"tag_column must be upos or xpos, got {config.tag_column!r}")
-        # split -> (ids (N, L), labels (N, L), lengths (N,))
+            raise ConfigError(f"tag_column must be upos or xpos, got {config.tag_column!r}")
+        # split -> (ids (N, L), labels (N, L), lengths (N,)); ROOT first, PAD_ID after the end
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.eval_splits: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self.tags: list[str] = []  # tag names by id, from train
+        self.tags: list[str] = []  # tag names by id: SPECIALS, then train tags by frequency
+
+    def width_to_d(self, width: float) -> int:
+        return scale_width(self.config.base_hidden, width, multiple_of=self.config.head_dim)
 
     def build_model(self, width: float) -> nn.Module:
         c = self.config
-        d = scale_width(c.base_hidden, width, multiple_of=c.head_dim)
-        return build_tagger(c.vocab_size, c.num_tags, d, c)
+        return Tagger(c.vocab_size, c.num_tags, self.width_to_d(width), c)
 
     def setup_data(self, data_root: Path, device: torch.device) -> None:
         c = self.config
@@ -257,28 +372,23 @@ class UDPOSTransformer(Workload):
             s: load_conllu_split(folder / f"{c.file_prefix}-ud-{f}.conllu", c.tag_column, how)
             for s, f in (("train", "train"), ("val", "dev"), ("test", "test"))
         }
-        train_words = [w for w, _ in splits["train"]]
-        vocab = cached_vocab(f"ud-{c.file_prefix}", train_words, c.min_count)  # train only
-        check_vocab_size(
-            f"the {c.treebank} word vocabulary (min_count={c.min_count})", c.vocab_size, len(vocab)
-        )
-        tags = sorted({t for _, ts in splits["train"] for t in ts})
-        check_vocab_size(
-            f"the {c.treebank} {c.tag_column.upper()} tag set",
-            c.num_tags,
-            len(tags),
-            field="num_tags",
-        )
-        self.tags = tags
-        tag_id = {t: i for i, t in enumerate(tags)}
+        # Vocabularies from the whole train split (never a subset, never dev/test), as Flax's
+        # create_vocabs: forms by frequency (no minimum count), tags by frequency.
+        by_freq = cached_vocab(f"ud-{c.file_prefix}", [w for w, _ in splits["train"]], 1)
+        vocab = Vocab([ROOT, *[w for w in by_freq.itos[2:] if w != ROOT][: c.max_forms]])
+        tag_counts = Counter(t for _, ts in splits["train"] for t in ts)
+        self.tags = [*SPECIALS, *(t for t, _ in tag_counts.most_common() if t not in SPECIALS)]
+        self._check_sizes(len(vocab), len(self.tags))
+        tag_id = {t: i for i, t in enumerate(self.tags)}
         for split, sents in splits.items():
             limit = c.max_train_examples if split == "train" else c.max_eval_examples
             sents = sents[:limit]
-            ids = pad_sequences([vocab.encode(w) for w, _ in sents], Vocab.pad_id, c.max_length)
-            labels = pad_sequences(
-                [[tag_id.get(t, UNSEEN_TAG) for t in ts] for _, ts in sents], IGNORE, c.max_length
+            ids = pad_sequences(
+                [[ROOT_ID, *vocab.encode(w)] for w, _ in sents], PAD_ID, c.max_length
             )
-            lengths = (ids != Vocab.pad_id).sum(1)  # word ids are never <pad>
+            targets = [[ROOT_ID, *(tag_id.get(t, UNK_ID) for t in ts)] for _, ts in sents]
+            labels = pad_sequences(targets, PAD_ID, c.max_length)
+            lengths = (ids != PAD_ID).sum(1)  # token ids are never PAD_ID
             self.data[split] = (ids.to(device), labels.to(device), lengths.to(device))
         ids, labels, lengths = self.data["train"]
         gen = torch.Generator().manual_seed(c.data_seed)
@@ -286,16 +396,36 @@ class UDPOSTransformer(Workload):
         self.eval_splits = {"train": (ids[pick], labels[pick], lengths[pick])}
         self.eval_splits.update({k: v for k, v in self.data.items() if k != "train"})
 
+    def _check_sizes(self, vocab_size: int, num_tags: int) -> None:
+        """The model is sized from the config (``--list`` needs no data); the data must agree,
+        else one error with the overrides that make it agree."""
+        c = self.config
+        if (c.vocab_size, c.num_tags) != (vocab_size, num_tags):
+            raise ConfigError(
+                f"{c.treebank} train has {vocab_size} form-vocabulary entries and {num_tags} "
+                f"{c.tag_column.upper()} classes (both with <pad>, <unk>, <root>) but the config "
+                f"says vocab_size={c.vocab_size}, num_tags={c.num_tags}; pass "
+                f"--vocab_size={vocab_size} --num_tags={num_tags} (the model is sized by the "
+                "config, so that its parameters can be counted without data)"
+            )
+
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data["train"][0]) / self.config.batch_size)
 
-    @staticmethod
     def _batch(
-        ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor
+        self, ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor
     ) -> dict[str, torch.Tensor]:
+        """{"ids", "labels": (B, T)} and, unless attending to padding, "key_mask" (B, T)."""
+        if self.config.attend_to_padding:  # Flax: static padding to max_length, no mask
+            T = self.config.max_length
+            pad = (0, T - ids.shape[1])
+            return {
+                "ids": F.pad(ids, pad, value=PAD_ID),
+                "labels": F.pad(labels, pad, value=PAD_ID),
+            }
         T = int(lengths.max())  # trim to the batch's longest sentence
-        mask = torch.arange(T, device=ids.device)[None, :] < lengths[:, None]  # (B, T)
-        return {"input_ids": ids[:, :T], "attention_mask": mask.long(), "labels": labels[:, :T]}
+        mask = torch.arange(T, device=ids.device)[None, :] < lengths[:, None]
+        return {"ids": ids[:, :T], "labels": labels[:, :T], "key_mask": mask}
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
         ids, labels, lengths = self.data["train"]
@@ -304,10 +434,11 @@ class UDPOSTransformer(Workload):
             yield self._batch(ids[idx], labels[idx], lengths[idx])
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(batch["ids"], batch.get("key_mask"))
         labels = batch["labels"]
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
-        real = labels != IGNORE
+        # Flax: mean over targets > 0 (ROOT and <unk> targets included, padding not)
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD_ID)
+        real = labels != PAD_ID
         acc = ((logits.argmax(-1) == labels) & real).sum() / real.sum().clamp(min=1)
         return loss, {"acc": acc.detach() * 100}
 
@@ -317,22 +448,26 @@ class UDPOSTransformer(Workload):
         bs = self.config.eval_batch_size
         for split, (ids, labels, lengths) in self.eval_splits.items():
             order = lengths.argsort()  # similar lengths together: little padding
-            loss_sum, n_scored, correct, n_words = 0.0, 0, 0, 0
+            loss_sum, correct, n_tokens, word_correct = 0.0, 0, 0, 0
             for idx in order.split(bs):
                 b = self._batch(ids[idx], labels[idx], lengths[idx])
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+                logits = model(b["ids"], b.get("key_mask"))
                 y = b["labels"]
-                known = y >= 0  # unseen tags are scored as errors but have no loss term
-                loss_sum += F.cross_entropy(logits[known], y[known], reduction="sum").item()
-                n_scored += int(known.sum())
-                correct += int(((logits.argmax(-1) == y) & known).sum())
-                n_words += int((y != IGNORE).sum())
-            out[f"{split}/loss"] = loss_sum / max(n_scored, 1)
-            out[f"{split}/acc"] = 100.0 * correct / max(n_words, 1)
+                loss_sum += F.cross_entropy(
+                    logits.flatten(0, 1), y.flatten(), ignore_index=PAD_ID, reduction="sum"
+                ).item()
+                hit = (logits.argmax(-1) == y) & (y != PAD_ID)
+                correct += int(hit.sum())
+                word_correct += int(hit[:, 1:].sum())  # position 0 is ROOT
+                n_tokens += int((y != PAD_ID).sum())
+            n_sents = len(ids)
+            out[f"{split}/loss"] = loss_sum / max(n_tokens, 1)
+            out[f"{split}/acc"] = 100.0 * correct / max(n_tokens, 1)
+            out[f"{split}/word_acc"] = 100.0 * word_correct / max(n_tokens - n_sents, 1)
         return out
 
 
 @register("ud-pos-transformer", domain="language", presets=tuple(PRESETS))
 def ud_pos_transformer(preset: str = "quick", **overrides: Any) -> UDPOSTransformer:
-    """UD POS tagging, Transformer encoder from scratch, token accuracy (paper Fig. 1, POS)."""
+    """UD POS tagging, the Flax nlp_seq Transformer from scratch, token accuracy (paper Fig. 1)."""
     return UDPOSTransformer(build_config(UDPOSConfig, PRESETS, preset, **overrides))
