@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["UsageError", "Parser"]
+from results.store import StoreError
+
+__all__ = ["UsageError", "Parser", "run_guarded"]
 
 
 class UsageError(Exception):
@@ -18,3 +22,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+def run_guarded(prog: str, main: Callable[[], int]) -> int:
+    """``main()``, with the two faults that end a whole invocation said in one line: Ctrl-C
+    (the loop has stored its run ``interrupted``; exit 130, as a shell does) and a store that
+    can no longer be written, e.g. a full disk (exit 2). Rerunning resumes either way."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun to resume", file=sys.stderr)
+        return 130
+    except StoreError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

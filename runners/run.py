@@ -38,7 +38,7 @@ from domains import (
 )
 from results.store import Store, StoreError
 from results.tables import workload_table
-from runners.cli import Parser, UsageError
+from runners.cli import Parser, UsageError, run_guarded
 from runners.config import OPTIMIZER_CHOICES, PRECISIONS, PROTOCOLS, RunConfig
 from runners.plan import PlanError, check_widths, expand_grid
 from runners.sharpness import MeasureError, MeasureSettings, measure_run
@@ -320,6 +320,10 @@ def _seed_groups(
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_guarded("run.py", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

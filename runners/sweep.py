@@ -50,7 +50,7 @@ import torch
 
 from domains import get_spec, resolve_data_root
 from results.store import Store, StoreError
-from runners.cli import Parser, UsageError
+from runners.cli import Parser, UsageError, run_guarded
 from runners.config import RunConfig, workload_for_run
 from runners.sweep_spec import SpecError, load_sweep
 from runners.train import Execution, record_start, train_run
@@ -142,7 +142,7 @@ def _worker_main(conn: Connection, store_path: str, data_root: str, ex: Executio
     while True:
         try:
             msg = conn.recv()
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):  # Ctrl-C reaches the whole process group
             return
         if msg is None:
             return
@@ -155,6 +155,11 @@ def _worker_main(conn: Connection, store_path: str, data_root: str, ex: Executio
                 key = _data_key(cfg)
             out = train_run(workload, cfg, store, ex)
             conn.send((out.status, out.summary, out.message))
+        except KeyboardInterrupt:  # the loop stored the run interrupted; the driver says so
+            return
+        except StoreError as exc:  # disk full: the driver stops the sweep and says so
+            conn.send(("store-error", {}, str(exc)))
+            return
         except Exception as exc:  # before the loop: config drift, missing data
             error = f"{type(exc).__name__}: {exc}"
             record_failure(store, cfg, error, ex)
@@ -217,6 +222,8 @@ def run_local(configs, store: Store, ex: Execution, data_root: Path, n_workers: 
                 try:
                     if w.conn.poll():
                         status, summary, message = w.conn.recv()
+                        if status == "store-error":
+                            raise StoreError(message)
                         w.cfg = None
                         report(status, cfg, summary, message, wall)
                         continue
@@ -305,6 +312,10 @@ def _statuses(path: Path, configs: list[RunConfig]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_guarded("sweep.py", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.workers is not None and args.workers < 1:
@@ -340,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"sweep {sweep.name}: {len(sweep.configs)} run(s); {before['done']} done, "
         f"{before['diverged']} diverged (skipped); {len(todo)} to run "
-        f"({before['new']} new, {before['running']} interrupted, {before['failed']} failed before) "
+        f"({before['new']} new, {before['running'] + before['interrupted']} interrupted, {before['failed']} failed before) "
         f"on {where}, device {args.device}"
     )
     if args.dry_run:

@@ -10,7 +10,6 @@ upgraded to the current version; a write that fills the disk says "disk full".
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -18,81 +17,7 @@ import pytest
 
 from results.store import SCHEMA_VERSION, STATUSES, Store, StoreError
 from tests.results.known_store import start_toy_run
-
-# The store layout of every results folder written before schema versions (commit 0abe0ce,
-# results/store.py ``_SCHEMA``), verbatim: such files have user_version 0.
-LEGACY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    workload TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    optimizer TEXT NOT NULL,
-    base_optimizer TEXT NOT NULL,
-    width REAL NOT NULL,
-    seed INTEGER NOT NULL,
-    rho REAL NOT NULL,
-    preset TEXT NOT NULL,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'diverged', 'failed')),
-    n_params INTEGER,
-    git_commit TEXT,
-    hardware TEXT,
-    started_at TEXT,
-    ended_at TEXT,
-    wall_time_s REAL,
-    last_step INTEGER,
-    error TEXT,
-    summary TEXT
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    step INTEGER NOT NULL,
-    epoch REAL,
-    key TEXT NOT NULL,
-    value REAL,
-    PRIMARY KEY (run_id, step, key)
-);
-CREATE TABLE IF NOT EXISTS measures (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    name TEXT NOT NULL,
-    value REAL,
-    details TEXT,
-    measured_at TEXT,
-    PRIMARY KEY (run_id, name)
-);
-CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, status);
-"""
-N_RUNS, STEPS = 12, 40  # 12 runs x 40 steps x 2 keys = 960 metric rows
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _legacy_store(path: Path, *, with_measures: bool = True, version: int = 0) -> Path:
-    """An unstamped store as the previous code wrote it (WAL, three statuses)."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(LEGACY_SCHEMA)
-        if not with_measures:  # stores from before post-training measures
-            db.execute("DROP TABLE measures")
-        for i in range(N_RUNS):
-            status = ("done", "failed", "diverged", "running")[i % 4]
-            db.execute(
-                "INSERT INTO runs VALUES (?, ?, 'toy', 'synthetic', 'sgd', 'sgd', ?, ?, 0.0, "
-                "'quick', '{}', ?, 10, 'abc', 'cpu', 't0', NULL, 1.5, ?, NULL, '{}')",
-                (f"r{i}", f"run {i}", 1.0 + i, i, status, STEPS),
-            )
-            db.executemany(
-                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?)",
-                [(f"r{i}", s, s / 10, k, s * 0.5 + i) for s in range(STEPS) for k in ("a", "b")],
-            )
-        if with_measures:
-            db.execute("INSERT INTO measures VALUES ('r0', 'lambda_max', 3.5, '{}', 't1')")
-        db.execute(f"PRAGMA user_version = {version}")
-        db.commit()
-    return path
+from tests.results.store_files import N_RUNS, STEPS, corrupt_page, digest, legacy_store
 
 
 def _rows(path: Path) -> dict[str, list[tuple]]:
@@ -113,7 +38,7 @@ def _user_version(path: Path) -> int:
 # ---------------------------------------------------------------------- existing stores open
 @pytest.mark.parametrize("version", [0, 1])
 def test_legacy_store_opens_keeps_every_row_and_is_upgraded(tmp_path, version):
-    db = _legacy_store(tmp_path / "runs.sqlite", version=version)
+    db = legacy_store(tmp_path / "runs.sqlite", version=version)
     before = _rows(db)
     assert len(before["runs"]) == N_RUNS and len(before["metrics"]) == N_RUNS * STEPS * 2
     with Store(db) as store:
@@ -135,7 +60,7 @@ def test_legacy_store_opens_keeps_every_row_and_is_upgraded(tmp_path, version):
 
 
 def test_legacy_store_without_measures_gets_the_table(tmp_path):
-    db = _legacy_store(tmp_path / "runs.sqlite", with_measures=False)
+    db = legacy_store(tmp_path / "runs.sqlite", with_measures=False)
     with Store(db) as store:
         store.log_measure("r0", "lambda_max", 2.0)
         assert store.counts()["runs"] == N_RUNS
@@ -144,7 +69,7 @@ def test_legacy_store_without_measures_gets_the_table(tmp_path):
 
 def test_the_old_check_constraint_refuses_interrupted(tmp_path):
     """Why version 1 -> 2 rebuilds the table: the legacy CHECK does not allow the new status."""
-    db = _legacy_store(tmp_path / "runs.sqlite")
+    db = legacy_store(tmp_path / "runs.sqlite")
     with contextlib.closing(sqlite3.connect(db)) as con, pytest.raises(sqlite3.IntegrityError):
         con.execute("UPDATE runs SET status = 'interrupted' WHERE id = 'r0'")
     assert "interrupted" in STATUSES
@@ -156,22 +81,22 @@ def test_new_store_is_stamped_and_current_store_is_not_rewritten(tmp_path):
         start_toy_run(store, "a")
     assert _user_version(db) == SCHEMA_VERSION
     Store(db).close()  # closing checkpoints the WAL into the file: compare after that
-    before = _digest(db)
+    before = digest(db)
     with Store(db) as store:  # a current store: read, nothing to upgrade
         assert store.get_run("a")["status"] == "running"
-    assert _digest(db) == before
+    assert digest(db) == before
 
 
 # ---------------------------------------------------------------------- files refused
 def _refused(db: Path, *needles: str) -> None:
-    before, siblings = _digest(db), sorted(p.name for p in db.parent.iterdir())
+    before, siblings = digest(db), sorted(p.name for p in db.parent.iterdir())
     with pytest.raises(StoreError) as info:
         Store(db)
     message = str(info.value)
     assert "\n" not in message and len(message) < 400, message
     for needle in needles:
         assert needle in message, message
-    assert _digest(db) == before  # nothing written: no WAL switch, no tables
+    assert digest(db) == before  # nothing written: no WAL switch, no tables
     assert sorted(p.name for p in db.parent.iterdir()) == siblings
 
 
@@ -197,7 +122,7 @@ def test_another_programs_database_is_refused_untouched(tmp_path):
 
 
 def test_extra_table_in_an_unstamped_file_is_refused(tmp_path):
-    db = _legacy_store(tmp_path / "runs.sqlite")
+    db = legacy_store(tmp_path / "runs.sqlite")
     with contextlib.closing(sqlite3.connect(db)) as con:
         con.execute("CREATE TABLE notes (text TEXT)")
         con.commit()
@@ -205,26 +130,13 @@ def test_extra_table_in_an_unstamped_file_is_refused(tmp_path):
 
 
 def test_newer_schema_version_is_refused_untouched(tmp_path):
-    db = _legacy_store(tmp_path / "runs.sqlite", version=SCHEMA_VERSION + 1)
+    db = legacy_store(tmp_path / "runs.sqlite", version=SCHEMA_VERSION + 1)
     _refused(db, f"schema version {SCHEMA_VERSION + 1}", f"up to {SCHEMA_VERSION}")
 
 
-def _corrupt_page(db: Path) -> None:
-    """Overwrite one b-tree page in the middle of the file; the header (page 1) stays intact."""
-    with contextlib.closing(sqlite3.connect(db)) as con:
-        page_size = con.execute("PRAGMA page_size").fetchone()[0]
-        n_pages = con.execute("PRAGMA page_count").fetchone()[0]
-        con.execute("PRAGMA journal_mode=DELETE")  # the WAL folded into the file
-    assert n_pages >= 8, n_pages
-    data = bytearray(db.read_bytes())
-    middle = n_pages // 2
-    data[middle * page_size : (middle + 1) * page_size] = bytes([0xA5]) * page_size
-    db.write_bytes(bytes(data))
-
-
 def test_corrupt_page_mid_file_is_refused_untouched(tmp_path):
-    db = _legacy_store(tmp_path / "runs.sqlite")
-    _corrupt_page(db)
+    db = legacy_store(tmp_path / "runs.sqlite")
+    corrupt_page(db)
     with contextlib.closing(sqlite3.connect(db)) as con:  # the header still reads fine
         assert con.execute("PRAGMA user_version").fetchone()[0] == 0
     _refused(db, "is damaged", "quick_check", "move it aside")
@@ -237,7 +149,7 @@ def test_damaged_current_store_is_refused(tmp_path):
             start_toy_run(store, f"r{i}")
             for s in range(STEPS):
                 store.log_metrics(f"r{i}", s, None, {"a": s, "b": i})
-    _corrupt_page(db)
+    corrupt_page(db)
     _refused(db, "is damaged")
 
 
@@ -285,7 +197,7 @@ def test_sqlite_rolls_back_by_itself_on_a_full_disk(tmp_path):
 
 def test_second_opener_finds_the_store_upgraded(tmp_path):
     """Two openers of one legacy store: the second finds it upgraded and changes nothing."""
-    db = _legacy_store(tmp_path / "runs.sqlite")
+    db = legacy_store(tmp_path / "runs.sqlite")
     first, second = Store(db), None
     try:
         second = Store(db)
@@ -295,4 +207,4 @@ def test_second_opener_finds_the_store_upgraded(tmp_path):
         if second is not None:
             second.close()
     assert _user_version(db) == SCHEMA_VERSION
-    assert _rows(db)["metrics"] == _rows(_legacy_store(tmp_path / "ref.sqlite"))["metrics"]
+    assert _rows(db)["metrics"] == _rows(legacy_store(tmp_path / "ref.sqlite"))["metrics"]

@@ -8,17 +8,27 @@ damaged, and results folders that cannot hold the store.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
 import os
 import shutil
+import signal
+import sqlite3
 import struct
+import subprocess
+import sys
+import time
 
 import pytest
 
+from results.store import Store
+from runners.report import main as report_main
 from runners.run import main
-from tests.conftest import run_cli
+from runners.sweep import main as sweep_main
+from tests.conftest import REPO, run_cli
+from tests.results.store_files import corrupt_page, legacy_store
 
 SYN = ["--domain", "synthetic", "--preset", "smoke", "--no-progress"]
 MNIST = ["--workload", "mnist-mlp", "--preset", "smoke", "--no-progress"]
@@ -289,3 +299,147 @@ def test_damaged_data_and_bad_results_through_the_script(tmp_path):
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "train-images-idx3-ubyte.gz: unreadable" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------- stores (issue 20)
+def _foreign_store(db):
+    """A runs table of another schema: refused before metrics/measures are created in it."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, owner TEXT)")
+        con.commit()
+
+
+def _damaged_store(db):
+    db.parent.mkdir(parents=True, exist_ok=True)
+    legacy_store(db)
+    corrupt_page(db)
+
+
+STORE_CASES = {
+    "damaged-page": (_damaged_store, ["is damaged", "quick_check"]),
+    "other-schema": (_foreign_store, ["is not a store of this suite", "runs(id, owner)"]),
+}
+
+
+def _spec(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: tiny\npreset: smoke\nseeds: [0]\noptimizers: [base]\n"
+        "entries:\n  - workload: synthetic-regression\n    widths: [1x]\n"
+    )
+    return spec
+
+
+@pytest.mark.parametrize("script", ["run.py", "sweep.py", "report.py"])
+@pytest.mark.parametrize("case", sorted(STORE_CASES))
+def test_unusable_store_is_one_line_and_untouched(tmp_path, capsys, script, case):
+    make, needles = STORE_CASES[case]
+    out = tmp_path / "out"
+    make(out / "runs.sqlite")
+    before = {p.name: _digest(p) for p in out.iterdir()}
+    if script == "run.py":
+        code = main(SYN + ["--results", str(out)])
+    elif script == "sweep.py":
+        code = sweep_main([str(_spec(tmp_path)), "--results", str(out), "--workers", "1"])
+    else:
+        code = report_main(["--results", str(out), "--sections", "tables"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"{script}: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert {p.name: _digest(p) for p in out.iterdir()} == before  # no table, no WAL, no ckpt
+
+
+def _full_disk_after(monkeypatch, extra_pages):
+    """Every Store opened from now on may grow by ``extra_pages`` pages only: SQLite then
+    fails writes with SQLITE_FULL, as on a full file system."""
+    opened = Store.__init__
+
+    def capped(self, path):
+        opened(self, path)
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        self._db.execute(f"PRAGMA max_page_count = {pages + extra_pages}")
+
+    monkeypatch.setattr(Store, "__init__", capped)
+
+
+def test_disk_full_during_a_run_is_one_line_and_the_rerun_resumes(tmp_path, capsys, monkeypatch):
+    argv = SYN + ["--optimizer", "sam", "--results", str(tmp_path), "--num_epochs=12"]
+    argv += ["--num_train=256", "--eval_every=1"]
+    with monkeypatch.context() as patch:
+        _full_disk_after(patch, extra_pages=2)
+        code = main(argv)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("run.py: error: results store") and "disk full" in lines[0], err
+    assert "cannot rollback" not in err
+    with Store(tmp_path / "runs.sqlite") as store:
+        [row] = store.runs()
+        logged = row["last_step"]
+    assert row["status"] == "running" and logged  # not stored failed: a rerun resumes it
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert "resumed from epoch" in said.out + said.err
+    with Store(tmp_path / "runs.sqlite") as store:
+        [row] = store.runs()
+    assert row["status"] == "done" and row["last_step"] > logged
+
+
+# ---------------------------------------------------------------------- Ctrl-C (issue 20)
+def _interrupt_when_training(args, tmp_path, script):
+    """Start ``script`` in its own process group, Ctrl-C the group once two epochs are logged."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "runners" / script), *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a terminal's Ctrl-C reaches the whole foreground group
+    )
+    db, deadline = tmp_path / "out" / "runs.sqlite", time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            with contextlib.closing(sqlite3.connect(db, timeout=30)) as con:
+                with contextlib.suppress(sqlite3.OperationalError):  # tables not there yet
+                    if con.execute("SELECT COUNT(DISTINCT step) FROM metrics").fetchone()[0] >= 2:
+                        break
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted; make it longer"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        statuses = [r[0] for r in con.execute("SELECT status FROM runs")]
+    return proc.returncode, out, err, statuses
+
+
+LONG = ["--preset", "smoke", "--num_epochs=100000", "--results", "out"]
+
+
+def test_ctrl_c_in_run_is_one_line_and_stores_interrupted(tmp_path):
+    args = ["--domain", "synthetic", "--optimizer", "base", "--no-progress", *LONG]
+    code, out, err, statuses = _interrupt_when_training(args, tmp_path, "run.py")
+    assert code == 130 and err == "run.py: interrupted; rerun to resume\n", err
+    assert statuses == ["interrupted"]
+
+
+@pytest.mark.slow  # ~25 s: a spawned worker imports torch
+def test_ctrl_c_in_sweep_is_one_line_and_the_plan_says_interrupted(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: long\npreset: smoke\nseeds: [0]\noptimizers: [base]\nentries:\n"
+        "  - workload: synthetic-regression\n    widths: [1x]\n"
+        "    overrides: {num_epochs: 100000}\n"
+    )
+    args = [str(spec), "--results", "out", "--workers", "1"]
+    code, out, err, statuses = _interrupt_when_training(args, tmp_path, "sweep.py")
+    assert code == 130 and err == "sweep.py: interrupted; rerun to resume\n", err
+    assert statuses == ["interrupted"]
+    plan = run_cli([str(spec), "--results", "out", "--dry-run"], tmp_path, script="sweep.py")
+    assert plan.returncode == 0, plan.stderr
+    assert "1 to run (0 new, 1 interrupted, 0 failed before)" in plan.stdout, plan.stdout
