@@ -31,8 +31,8 @@ from samcore import BASE_OPTIMIZERS, SAM, train_step
 class PublicSAM(torch.optim.Optimizer):
     """The common public implementation pattern (per-parameter loop, weights cloned per step)."""
 
-    def __init__(self, params, base_optimizer, rho=0.05, **kwargs):
-        super().__init__(params, dict(rho=rho, **kwargs))
+    def __init__(self, params, base_optimizer, rho=0.05, adaptive=False, **kwargs):
+        super().__init__(params, dict(rho=rho, adaptive=adaptive, **kwargs))
         self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
         self.param_groups = self.base_optimizer.param_groups
 
@@ -41,7 +41,7 @@ class PublicSAM(torch.optim.Optimizer):
         norm = torch.norm(
             torch.stack(
                 [
-                    p.grad.norm(2)
+                    ((p.abs() if g["adaptive"] else 1.0) * p.grad).norm(2)
                     for g in self.param_groups
                     for p in g["params"]
                     if p.grad is not None
@@ -55,7 +55,7 @@ class PublicSAM(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 self.state[p]["old_p"] = p.data.clone()
-                p.add_(p.grad * scale.to(p))
+                p.add_((p.pow(2) if group["adaptive"] else 1.0) * p.grad * scale.to(p))
         self.zero_grad()
 
     @torch.no_grad()
@@ -117,17 +117,18 @@ def measure(
     base: type[torch.optim.Optimizer] = torch.optim.SGD,
     kw: dict[str, Any] | None = None,
     split=None,
+    adaptive: bool = False,
 ) -> dict[str, float]:
     """Median over ``rounds`` of per-round SAM/base time ratios; every mode runs one block
-    of ``steps`` steps per round, in turn, so drift hits them alike."""
+    of ``steps`` steps per round, in turn, so drift hits them alike. ``adaptive``: ASAM."""
     kw = kw if kw is not None else dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
     models = {m: make_model() for m in ("base", "sam", "public", "base_step", "sam_step")}
     opts = {
         "base": base(models["base"].parameters(), **kw),
-        "sam": SAM(models["sam"].parameters(), base, rho=0.05, **kw),
-        "public": PublicSAM(models["public"].parameters(), base, rho=0.05, **kw),
+        "sam": SAM(models["sam"].parameters(), base, rho=0.05, adaptive=adaptive, **kw),
+        "public": PublicSAM(models["public"].parameters(), base, 0.05, adaptive, **kw),
         "base_step": base(models["base_step"].parameters(), **kw),
-        "sam_step": SAM(models["sam_step"].parameters(), base, rho=0.05, **kw),
+        "sam_step": SAM(models["sam_step"].parameters(), base, 0.05, adaptive, **kw),
     }
     for model in models.values():
         model.train()
@@ -146,7 +147,8 @@ def measure(
     print(
         f"{name:<28} {n:>10,} params  SAM/base: ours {out['ours']:.3f}x  public pattern "
         f"{out['public']:.3f}x  via train_step {out['train_step']:.3f}x  "
-        f"(median of {rounds} rounds x {steps} steps, {base.__name__})",
+        f"(median of {rounds} rounds x {steps} steps, {base.__name__}"
+        f"{', ASAM' if adaptive else ''})",
         flush=True,
     )
     return out
@@ -231,6 +233,15 @@ def main() -> None:
             args.rounds,
             steps,
         )
+    # ASAM: its |w| g and w^2 g must not cost more than SAM's climb (issue 18).
+    measure(
+        "MNIST MLP k=1 ASAM",
+        lambda: workload_model("mnist-mlp", 1),
+        [(x, y)],
+        args.rounds,
+        args.steps,
+        adaptive=True,
+    )
     if not args.all_domains:
         xc = torch.randn(32, 3, 32, 32)
         yc = torch.randint(0, 10, (32,))

@@ -19,16 +19,38 @@ memory passes are all SAM adds beyond its second forward-backward (profiled on t
 at 10x: save and restore copies were 6 ms of a 22 ms overhead), w + e is written into the
 buffer in one pass and the parameters' storages are swapped to it and back, so w is never
 copied (norm: read g; climb: read w and g, write the buffer; restore: a pointer swap).
+``first_step`` never writes ``p.grad`` (ASAM's |w| g and w^2 g live in the spare buffer on the
+CPU and in the parameters themselves, before w + e is formed, on accelerators).
+
+Three ways to call it (README "Using samcore in your own loop"):
+- ``first_step`` / ``second_step`` around the caller's two forward-backward passes;
+- ``step(closure)`` as davda54/sam and pytorch_optimizer mean it: the caller has already run
+  the forward-backward pass at w; the closure is evaluated once, at w + e;
+- ``two_pass_step(closure)``: both passes from one closure, with the same random numbers
+  (dropout masks) in both by default.
+
+Under ``torch.compile`` the optimizer's methods run eagerly (a graph break): they swap
+parameter storages and keep Python state between calls, which Dynamo does not trace
+faithfully (issue 18: it dropped ``_climbed`` and aliased a saved ``p.data`` with the swapped
+buffer, silently leaving the parameters at w + e). The model's passes still compile.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from samcore.rng import capture_rng, replay_rng
+
 __all__ = ["SAM"]
+
+# Graph-break the optimizer's stateful methods under torch.compile (see the module docstring).
+# torch.optim's own lazy form of torch.compiler.disable: Dynamo is imported at the first call
+# (torch.optim.Optimizer has imported it by then anyway), not at ``import samcore``.
+_eager = getattr(torch, "_disable_dynamo", torch.compiler.disable)
 
 
 class SAM(torch.optim.Optimizer):
@@ -37,6 +59,9 @@ class SAM(torch.optim.Optimizer):
     The base optimizer is built inside on the same ``param_groups``, so LR schedulers and
     ``param_group`` edits given the SAM object reach the base optimizer.
     """
+
+    # False runs the accelerators' in-place climb on the CPU too (the tests check both paths).
+    _swap_on_cpu = True
 
     def __init__(
         self,
@@ -98,6 +123,7 @@ class SAM(torch.optim.Optimizer):
             stacked.to(torch.promote_types(stacked.dtype, torch.float32))
         )
 
+    @_eager
     @torch.no_grad()
     def grad_norm(self) -> torch.Tensor:
         """Global 2-norm of the ascent direction: ||g|| (or ||w * g|| for adaptive groups)."""
@@ -113,59 +139,92 @@ class SAM(torch.optim.Optimizer):
         return self._global_norm(norms)
 
     # ------------------------------------------------------------------ SAM steps
+    @_eager
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> torch.Tensor:
         """Climb from w to w + e. Returns ||g|| (a tensor; no host sync on accelerators).
 
         On the CPU the parameters point at a buffer holding w + e until ``second_step`` /
         ``unperturb`` (their ``.data`` is swapped); hold the Parameter objects, not their
-        storages, across the two steps.
-
-        Adaptive groups' gradients are scaled in place (into w^2 * g); call ``zero_grad``
-        (or pass ``zero_grad=True``) before the second backward pass.
+        storages, across the two steps. ``p.grad`` is left as it was (g), for adaptive groups
+        too; ``zero_grad=True`` drops it before the second backward pass.
         """
         if self._climbed:
             raise RuntimeError("first_step called twice without second_step/unperturb")
         self._climbed = True
-        # One list of (group, params, grads) for the norm and the climb.
+        # One list of (group, params, grads, buffers, on_cpu) for the norm and the climb.
         work = []
         for group in self.param_groups:
             params = self._params_with_grad(group)
             if params:
-                work.append((group, params, [p.grad for p in params]))
+                grads = [p.grad for p in params]
+                on_cpu = self._swap_on_cpu and grads[0].device.type == "cpu"
+                work.append((group, params, grads, self._buffers(params), on_cpu))
         norms: list[torch.Tensor] = []
-        for group, params, grads in work:
-            if group["adaptive"]:
-                torch._foreach_mul_(grads, params)  # w * g in place: its norm, no new memory
-            norms.extend(torch._foreach_norm(grads))
+        for group, params, grads, buffers, on_cpu in work:
+            if not group["adaptive"]:
+                norms.extend(torch._foreach_norm(grads))
+            elif on_cpu:
+                for p, g, b in zip(params, grads, buffers):
+                    torch.mul(p, g, out=b)  # w g in the spare buffer: p.grad stays g
+                norms.extend(torch._foreach_norm(buffers))
+            else:
+                torch._foreach_copy_(buffers, params)  # w saved; the parameters are scratch
+                torch._foreach_mul_(params, grads)  # w g
+                norms.extend(torch._foreach_norm(params))
         norm = self._global_norm(norms)
         norm_value: float | None = None  # read once, on the CPU only
-        for group, params, grads in work:
-            buffers = self._buffers(params)
-            if group["adaptive"]:
-                torch._foreach_mul_(grads, params)  # w^2 * g
-            if grads[0].device.type == "cpu":
-                # CPU: memory traffic is the cost. Write w + e into the buffer in one pass and
-                # swap storages: the model computes at w + e while w sits untouched in the
-                # parameter's own storage, and the restore is a swap back (no copy, exact).
-                # A float is free to read on the CPU. The loop is one call per parameter.
+        for group, params, grads, buffers, on_cpu in work:
+            if on_cpu:
                 if norm_value is None:
-                    norm_value = norm.item()
-                s = group["rho"] / (norm_value + self.eps)
-                for p, g, b in zip(params, grads, buffers):
-                    torch.add(p, g, alpha=s, out=b)
-                self._swap_in(params, buffers)
+                    norm_value = norm.item()  # a float is free to read on the CPU
+                self._climb_swapping(group, params, grads, buffers, norm_value)
             else:
-                # Accelerators: fused foreach kernels, the scale stays on the device (no host
-                # sync), storages stay put (cuDNN's flattened RNN weights, CUDA graphs).
-                torch._foreach_copy_(buffers, params)
-                scale = group["rho"] / (norm.to(grads[0].device) + self.eps)
-                torch._foreach_mul_(grads, scale)
-                torch._foreach_add_(params, grads)
-                self._perturbed.append((params, buffers, False))
+                self._climb_in_place(group, params, grads, buffers, norm)
         if zero_grad:
             self._drop_grads(work)
         return norm
+
+    def _climb_swapping(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        buffers: list[torch.Tensor],
+        norm: float,
+    ) -> None:
+        """CPU: memory traffic is the cost. Write w + e into the buffer in one pass and swap
+        storages: the model computes at w + e while w sits untouched in the parameter's own
+        storage, and the restore is a swap back (no copy, exact). One call per parameter."""
+        s = group["rho"] / (norm + self.eps)
+        if group["adaptive"]:  # the buffer holds w g: w + s w (w g) = w + s w^2 g
+            for p, b in zip(params, buffers):
+                torch.addcmul(p, p, b, value=s, out=b)
+        else:
+            for p, g, b in zip(params, grads, buffers):
+                torch.add(p, g, alpha=s, out=b)
+        self._swap_in(params, buffers)
+
+    def _climb_in_place(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        buffers: list[torch.Tensor],
+        norm: torch.Tensor,
+    ) -> None:
+        """Accelerators: fused foreach kernels, the scale stays on the device (no host sync),
+        storages stay put (cuDNN's flattened RNN weights, CUDA graphs). The buffers hold w;
+        e is formed in the parameters themselves, so ``p.grad`` is never written."""
+        scale = group["rho"] / (norm.to(grads[0].device) + self.eps)
+        if group["adaptive"]:  # the parameters hold w g, the buffers w
+            torch._foreach_mul_(params, buffers)  # w^2 g
+        else:
+            torch._foreach_copy_(buffers, params)
+            torch._foreach_copy_(params, grads)
+        torch._foreach_mul_(params, scale)  # e
+        torch._foreach_add_(params, buffers)  # w + e
+        self._perturbed.append((params, buffers, False))
 
     def _swap_in(self, params: list[torch.Tensor], buffers: list[torch.Tensor]) -> None:
         """Point the parameters at ``buffers`` (holding w + e); w stays in their own storages
@@ -176,13 +235,14 @@ class SAM(torch.optim.Optimizer):
         self._perturbed.append((params, originals, True))
 
     @staticmethod
-    def _drop_grads(work: list[tuple[Any, list[torch.Tensor], Any]]) -> None:
+    def _drop_grads(work: list[tuple[Any, ...]]) -> None:
         """What zero_grad(set_to_none=True) does, without its profiler hook (small models
         notice)."""
-        for _, params, _ in work:
+        for _, params, *_ in work:
             for p in params:
                 p.grad = None
 
+    @_eager
     @torch.no_grad()
     def unperturb(self) -> None:
         """Return the parameters to w exactly (no optimizer step)."""
@@ -195,6 +255,7 @@ class SAM(torch.optim.Optimizer):
         self._perturbed = []
         self._climbed = False
 
+    @_eager
     @torch.no_grad()
     def perturbation_norm(self) -> torch.Tensor:
         """||(w + e) - w||, valid between ``first_step`` and ``second_step`` (for logging)."""
@@ -204,6 +265,7 @@ class SAM(torch.optim.Optimizer):
         ]
         return torch.linalg.vector_norm(torch.stack(sq)) if sq else torch.zeros(())
 
+    @_eager
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:
         """Back to w, then the base optimizer's step with the gradient taken at w + e."""
@@ -216,16 +278,48 @@ class SAM(torch.optim.Optimizer):
             self.zero_grad()
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
-        """Full SAM step. ``closure`` zeroes grads, runs forward and backward, returns the loss.
-
-        Evaluates the closure at w and at w + e; returns the loss at w.
+        """SAM step as davda54/sam and pytorch_optimizer define it: the caller has already run
+        the forward-backward pass at w (``loss.backward()``); this climbs to w + e (dropping
+        that gradient), evaluates ``closure`` (forward, backward, return the loss) once there,
+        and updates w.
+        Returns the closure's loss (at w + e). For both passes from one closure, with the same
+        dropout masks in each, use ``two_pass_step``.
         """
         if closure is None:
-            raise ValueError("SAM.step needs a closure (zero_grad, forward, backward, return loss)")
-        closure = torch.enable_grad()(closure)
-        loss = closure()
+            raise ValueError(
+                "SAM.step needs a closure that runs forward and backward at w + e "
+                "(after your own loss.backward() at w); or call first_step/second_step"
+            )
+        if not any(p.grad is not None for g in self.param_groups for p in g["params"]):
+            raise RuntimeError(
+                "SAM.step(closure) expects the gradient at w already computed (call "
+                "loss.backward() first, as with davda54/sam); two_pass_step(closure) runs both"
+            )
         self.first_step(zero_grad=True)
-        closure()
+        with torch.enable_grad():
+            loss = closure()
+        self.second_step()
+        return loss
+
+    def two_pass_step(
+        self, closure: Callable[[], torch.Tensor], same_dropout_masks: bool = True
+    ) -> torch.Tensor:
+        """A whole SAM step from one closure (forward, backward, return the loss): zero the
+        gradients, evaluate it at w, climb, evaluate it at w + e, update. Returns the loss at w.
+
+        same_dropout_masks: replay the random state of the pass at w in the pass at w + e
+            (the CPU generator and the parameters' accelerator's), so both passes see one
+            stochastic loss; afterwards the generators continue from where the pass at w
+            left them. False draws fresh masks for the second pass.
+        """
+        device = next(p.device for g in self.param_groups for p in g["params"])
+        rng = capture_rng(device) if same_dropout_masks else None
+        self.zero_grad()
+        with torch.enable_grad():
+            loss = closure()
+        self.first_step(zero_grad=True)
+        with replay_rng(rng), torch.enable_grad():
+            closure()
         self.second_step()
         return loss
 
@@ -238,6 +332,19 @@ class SAM(torch.optim.Optimizer):
         return self.base_optimizer.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load ``state_dict()`` output. A davda54/sam state_dict (its per-parameter state is
+        only ``old_p``, the w it saved during a step) is converted with a warning: ``old_p``
+        is dropped, and the base optimizer starts without state (davda54 never saved it)."""
+        state = state_dict.get("state", {})
+        if any(isinstance(s, dict) and "old_p" in s for s in state.values()):
+            warnings.warn(
+                "loading a davda54/sam state_dict: its 'old_p' entries are dropped and the "
+                "base optimizer's state (momentum, Adam moments) starts empty, since davda54 "
+                "does not save it",
+                stacklevel=2,
+            )
+            kept = {k: {n: v for n, v in s.items() if n != "old_p"} for k, s in state.items()}
+            state_dict = {**state_dict, "state": {k: s for k, s in kept.items() if s}}
         self.base_optimizer.load_state_dict(state_dict)
         # torch's load_state_dict replaces the group list: share the new one again.
         self.param_groups = self.base_optimizer.param_groups

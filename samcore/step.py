@@ -2,6 +2,8 @@
 
 Handles what a correct SAM step needs beyond the optimizer itself:
 - batch-norm running statistics come from the clean pass only (``frozen_bn_stats``);
+- both passes draw the same dropout masks (the random state of the first pass is replayed in
+  the second, ``samcore.rng``), as JAX SAM code does with one dropout key per step;
 - gradient accumulation over micro-batches (both passes see the full batch's gradient);
 - m-sharpness: one ascent per chunk of m examples, gradients at the chunk's own w + e_k averaged;
 - ``torch.amp`` GradScaler: unscale before the norm; inf/nan in either pass skips the step;
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from samcore.rng import capture_rng, replay_rng
 from samcore.sam import SAM
 
 __all__ = ["frozen_bn_stats", "split_batch", "batch_size_of", "StepResult", "train_step"]
@@ -145,6 +148,7 @@ def train_step(
     measure_perturbation: bool = False,
     split: Callable[[Any, int], list[tuple[Any, float]]] | None = None,
     ascent: bool = True,
+    same_dropout_masks: bool = True,
 ) -> StepResult:
     """One base or SAM step on ``batch``. ``loss_fn(model, batch) -> (mean loss, metrics)``.
 
@@ -158,9 +162,14 @@ def train_step(
         weights = chunk fractions) by default, a workload's own for other batch types.
     ascent: False makes a SAM optimizer take its base optimizer's plain step (one pass), the
         same optimizer state carried on (late-phase SAM switches this per step).
+    same_dropout_masks: SAM's second pass replays the random state the first pass started
+        from (CPU generator and the model's accelerator's), so dropout draws the same masks at
+        w + e as at w; afterwards the generators continue from where the first pass left them
+        (a SAM step advances them by one pass). False draws fresh masks in the second pass.
     """
     split = split or split_batch
-    device_type = next(model.parameters()).device.type
+    device = next(model.parameters()).device
+    device_type = device.type
 
     def autocast() -> contextlib.AbstractContextManager:
         if autocast_dtype is None:
@@ -178,8 +187,12 @@ def train_step(
     if len(m_chunks) > 1:
         if hasattr(model, "no_sync"):
             raise ValueError("m-sharpness with m below the local batch is not supported under DDP")
-        return _m_sharpness_step(model, optimizer, loss_fn, m_chunks, scaler, autocast)
+        return _m_sharpness_step(
+            model, optimizer, loss_fn, m_chunks, scaler, autocast, same_dropout_masks
+        )
 
+    # Micro-batches draw in sequence, so replaying from here gives each chunk its own masks.
+    rng_at_w = capture_rng(device) if is_sam and same_dropout_masks else None
     loss, metrics = _backward_chunks(
         model, loss_fn, chunks, scaler, autocast, sync_last=not (is_sam and local_ascent)
     )
@@ -204,7 +217,7 @@ def train_step(
         return StepResult(loss, metrics, grad_norm=grad_norm, skipped=True)
     e_norm = optimizer.perturbation_norm() if measure_perturbation else None
 
-    with frozen_bn_stats(model):
+    with frozen_bn_stats(model), replay_rng(rng_at_w):
         _backward_chunks(model, loss_fn, chunks, scaler, autocast, sync_last=True, record=False)
     if scaler is None:
         optimizer.second_step()
@@ -233,6 +246,7 @@ def _m_sharpness_step(
     chunks: Sequence[tuple[Any, float]],
     scaler: torch.amp.GradScaler | None,
     autocast: Callable[[], contextlib.AbstractContextManager],
+    same_dropout_masks: bool,
 ) -> StepResult:
     if scaler is not None:
         raise ValueError("m-sharpness is not supported together with a GradScaler")
@@ -241,14 +255,16 @@ def _m_sharpness_step(
     total_loss = torch.zeros(())
     metrics: dict[str, torch.Tensor] = {}
     norms = []
+    device = params[0].device
     for chunk, weight in chunks:
         optimizer.zero_grad()
+        rng_at_w = capture_rng(device) if same_dropout_masks else None
         loss, extra = _backward_chunks(model, loss_fn, [(chunk, 1.0)], None, autocast, True)
         total_loss = total_loss.to(loss.device) + loss * weight
         for k, v in extra.items():
             metrics[k] = metrics.get(k, 0) + v * weight
         norms.append(optimizer.first_step(zero_grad=True))
-        with frozen_bn_stats(model):
+        with frozen_bn_stats(model), replay_rng(rng_at_w):
             _backward_chunks(model, loss_fn, [(chunk, weight)], None, autocast, True, record=False)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         torch._foreach_add_(accumulated, grads)

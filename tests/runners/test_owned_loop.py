@@ -28,7 +28,7 @@ class _OwnLoop(Workload):
         model = self.build_model(request.width)
         opt = SAM(model.parameters(), torch.optim.SGD, rho=request.rho, lr=0.1)
         for step in range(1, 4):
-            opt.step(lambda: _closure(opt, model))
+            opt.two_pass_step(lambda: _closure(opt, model))
             request.log(step, {"train/reward": float(step)})
         # the best checkpoint (step 2) and the last evaluation (step 3) differ
         return {

@@ -34,7 +34,7 @@ def test_sgd_step_matches_hand_derivation():
     rho, lr = 0.3, 0.05
     w = nn.Parameter(torch.tensor(w0, dtype=torch.float64))
     opt = SAM([w], torch.optim.SGD, rho=rho, lr=lr)
-    loss = opt.step(_closure(opt, w))
+    loss = opt.two_pass_step(_closure(opt, w))
     g = A @ w0
     e = rho * g / np.linalg.norm(g)
     expected = w0 - lr * (A @ (w0 + e))
@@ -49,7 +49,7 @@ def test_sgd_momentum_weight_decay_act_at_w_not_w_plus_e():
     opt = SAM([w], torch.optim.SGD, rho=rho, lr=lr, momentum=mom, weight_decay=wd)
     wn, buf = w0.copy(), None
     for _ in range(3):
-        opt.step(_closure(opt, w))
+        opt.two_pass_step(_closure(opt, w))
         g = A @ wn
         e = rho * g / np.linalg.norm(g)
         d = A @ (wn + e) + wd * wn  # decay of w itself, by the base optimizer
@@ -66,7 +66,7 @@ def test_adam_base_step_matches_hand_derivation():
     m = v = np.zeros(3)
     wn = w0.copy()
     for t in range(1, 4):
-        opt.step(_closure(opt, w))
+        opt.two_pass_step(_closure(opt, w))
         g = A @ wn
         g2 = A @ (wn + rho * g / np.linalg.norm(g))
         m = b1 * m + (1 - b1) * g2
@@ -114,7 +114,7 @@ def test_rho_zero_reproduces_base_step_exactly():
     sam = SAM(m1.parameters(), torch.optim.SGD, rho=0.0, lr=0.1, momentum=0.9, weight_decay=1e-3)
     sgd = torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     for _ in range(3):
-        sam.step(lambda: _ce_closure(sam, m1, x, y))
+        sam.two_pass_step(lambda: _ce_closure(sam, m1, x, y))
         _ce_closure(sgd, m2, x, y)
         sgd.step()
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
@@ -157,7 +157,7 @@ def test_closure_step_equals_two_step_api():
     o1 = SAM(m1.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
     o2 = SAM(m2.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
     for _ in range(3):
-        o1.step(lambda: _ce_closure(o1, m1, x, y))
+        o1.two_pass_step(lambda: _ce_closure(o1, m1, x, y))
         _ce_closure(o2, m2, x, y)
         o2.first_step(zero_grad=True)
         _ce_closure(o2, m2, x, y)
@@ -228,13 +228,13 @@ def test_state_dict_round_trip_resumes_identically(base):
     opt = SAM(model.parameters(), base, rho=0.05, **kwargs)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     for _ in range(3):
-        opt.step(lambda: _ce_closure(opt, model, x, y))
+        opt.two_pass_step(lambda: _ce_closure(opt, model, x, y))
         sched.step()
     saved_model = copy.deepcopy(model.state_dict())
     saved_opt = copy.deepcopy(opt.state_dict())
     saved_sched = copy.deepcopy(sched.state_dict())
     for _ in range(3):
-        opt.step(lambda: _ce_closure(opt, model, x, y))
+        opt.two_pass_step(lambda: _ce_closure(opt, model, x, y))
         sched.step()
 
     model2 = _mlp()
@@ -246,7 +246,7 @@ def test_state_dict_round_trip_resumes_identically(base):
     assert opt2.param_groups is opt2.base_optimizer.param_groups
     assert opt2.param_groups[0]["rho"] == 0.05
     for _ in range(3):
-        opt2.step(lambda: _ce_closure(opt2, model2, x, y))
+        opt2.two_pass_step(lambda: _ce_closure(opt2, model2, x, y))
         sched2.step()
     for p1, p2 in zip(model.parameters(), model2.parameters()):
         assert torch.equal(p1, p2)
@@ -268,6 +268,6 @@ def test_sam_minimises_a_rosenbrock_function():
             loss.backward()
             return loss
 
-        opt.step(closure)
+        opt.two_pass_step(closure)
     assert f().item() < 1e-2 * start
     assert math.dist(xy.tolist(), [1.0, 1.0]) < 0.2
