@@ -331,13 +331,6 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
 
 
-def expected_num_params(d: int, vocab_size: int, num_tags: int, c: UDPOSConfig) -> int:
-    """Closed form of the model's size (the module docstring's N(d), any mlp_ratio)."""
-    m = c.mlp_ratio
-    per_block = 4 * d * d + 2 * m * d * d + m * d + d + 4 * d  # attention, MLP, two LayerNorms
-    return vocab_size * d + c.num_layers * per_block + 2 * d + d * num_tags + num_tags
-
-
 # ---------------------------------------------------------------------- workload
 class UDPOSTransformer(Workload):
     target = Target("acc", "max")
