@@ -9,9 +9,10 @@ Rules (issue 9; PAPERS.md "pitfalls": the official code selected on test):
 - Each experiment reports at one *protocol* (issue 17; PAPERS.md "Protocol per figure"):
   ``best-val`` = each run's metrics at its best validation epoch (Fig. 1), ``final`` = at its
   last epoch (label noise, PoS without early stopping). The protocol is the run config's
-  ``protocol`` field where the runs set it (such runs are their own setup), else ``best-val``,
-  except the label-noise ablation, which the paper reports at the final epoch: there ``final``
-  is the default and ``best-val`` is shown beside it.
+  ``protocol`` field (``final`` runs are their own setup; ``best-val`` runs share one with runs
+  stored before the field existed, as their run ids do). Runs that predate the field report
+  ``best-val``, except in the label-noise ablation, which the paper reports at the final
+  epoch. The label-noise table shows the other protocol beside each cell.
 - For each width, SAM's setting (rho; adaptive and m-sharpness if several were run) is the one
   with the best mean over seeds of the *validation* metric at the protocol's epoch (the best
   epoch, or the last). A setting with a diverged seed is not eligible (it does not train
@@ -216,6 +217,9 @@ def _setup_of(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     cfg = _run_config(run)
     workload_cfg = dict(cfg.pop("workload_config", None) or {})
     setup = {k: v for k, v in cfg.items() if k not in _WITHIN_TABLE}
+    if setup.get("protocol") == DEFAULT_PROTOCOL:
+        # as in the run id: runs stored before the field existed are the same experiment
+        del setup["protocol"]
     ablation = {k: float(workload_cfg.pop(k, 0.0) or 0.0) for k in ABLATION_FIELDS}
     setup.update(workload_cfg)
     return setup, ablation
@@ -350,10 +354,15 @@ def _base_optimizer(runs: list[dict[str, Any]]) -> str:
     return names.pop() if len(names) == 1 else "base"
 
 
-def _protocol(setup: dict[str, Any], ablation: str | None = None) -> str:
-    """The run config's declared protocol, else the experiment kind's default."""
-    default = _ABLATION_PROTOCOL.get(ablation or "", DEFAULT_PROTOCOL)
-    protocol = setup.get("protocol") or default
+def _protocol(runs: list[dict[str, Any]], ablation: str | None = None) -> str:
+    """The protocol the runs declare (``config["run"]["protocol"]``; one setup declares one),
+    else, for runs stored before the field existed, the experiment kind's default."""
+    declared = {_run_config(r).get("protocol") for r in runs} - {None}
+    if len(declared) > 1:  # cannot happen: a non-default protocol is part of the setup
+        raise ValueError(f"one setup with several protocols {sorted(declared)}")
+    protocol = (
+        declared.pop() if declared else _ABLATION_PROTOCOL.get(ablation or "", DEFAULT_PROTOCOL)
+    )
     if protocol not in PROTOCOLS:
         raise ValueError(f"stored protocol {protocol!r} not in {PROTOCOLS}")
     return protocol
@@ -370,7 +379,7 @@ def experiments(store: Store, workload: str) -> list[Experiment]:
     labels = _distinguishing([s for s, _ in groups])
     out = []
     for (setup, rs), label in zip(groups, labels, strict=True):
-        protocol = _protocol(setup)
+        protocol = _protocol(rs)
         by_width: dict[float, list[dict]] = defaultdict(list)
         for r in rs:
             by_width[r["width"]].append(r)
@@ -411,7 +420,7 @@ def ablation_experiments(store: Store, field_name: str) -> list[Experiment]:
         groups = {k: g for k, g in groups.items() if any(v for v, _ in g[1])}
         labels = _distinguishing([s for s, _ in groups.values()])
         for (setup, pairs), label in zip(groups.values(), labels, strict=True):
-            protocol = _protocol(setup, field_name)
+            protocol = _protocol([r for _, r in pairs], field_name)
             other = next(p for p in PROTOCOLS if p != protocol)
             cells: dict[tuple[float, float], list[dict]] = defaultdict(list)
             for value, r in pairs:

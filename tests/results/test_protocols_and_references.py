@@ -103,17 +103,17 @@ def test_paper_no_wd_runs_get_the_no_weight_decay_numbers_not_fig1(tmp_path):
 def test_label_noise_numbers_attach_under_the_final_protocol_only(tmp_path):
     store = Store(tmp_path / "runs.sqlite")
     for noise in (0.0, 0.75):
-        _pair(store, CIFAR, width=0.0625, seed=0, gain=5.0, label_noise=noise, weight_decay=5e-4)
-        _pair(
-            store,
-            CIFAR,
-            width=0.0625,
-            seed=0,
-            gain=5.0,
-            label_noise=noise,
-            weight_decay=5e-4,
-            run_extra={"protocol": "best-val"},
-        )
+        for protocol in ("final", "best-val"):
+            _pair(
+                store,
+                CIFAR,
+                width=0.0625,
+                seed=0,
+                gain=5.0,
+                label_noise=noise,
+                weight_decay=5e-4,
+                run_extra={"protocol": protocol},
+            )
     exps = {e.protocol: e for e in ablation_experiments(store, "label_noise")}
     assert set(exps) == {"final", "best-val"}  # the declared protocol is its own setup
     final, best = exps["final"], exps["best-val"]
@@ -125,6 +125,28 @@ def test_label_noise_numbers_attach_under_the_final_protocol_only(tmp_path):
     assert best_noisy.protocol == "best-val" and reference_at(best, best_noisy) is None
     # the clean rows of a final-epoch table are not Fig. 1's best-epoch experiment either
     assert reference_at(final, [r for r in final.rows if r.ablation_value == 0.0][0]) is None
+
+
+def test_label_noise_runs_stored_before_the_protocol_field_report_the_final_epoch(tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    for noise in (0.0, 0.75):
+        _pair(store, CIFAR, width=0.0625, seed=0, gain=5.0, label_noise=noise, weight_decay=5e-4)
+    (exp,) = ablation_experiments(store, "label_noise")
+    assert exp.protocol == "final" and {r.protocol for r in exp.rows} == {"final"}
+    (clean,) = experiments(store, CIFAR)  # the clean runs' own table: Fig. 1's protocol
+    assert clean.protocol == "best-val" and clean.reference.source.startswith("Fig. 1")
+    # a run that declares the default is the same experiment as one stored before the field
+    _pair(
+        store,
+        CIFAR,
+        width=0.125,
+        seed=0,
+        gain=1.0,
+        weight_decay=5e-4,
+        run_extra={"protocol": "best-val"},
+    )
+    (clean,) = experiments(store, CIFAR)
+    assert [r.width for r in clean.rows] == [0.0625, 0.125]
 
 
 def test_final_protocol_chooses_rho_on_final_validation_and_reports_final_test(tmp_path):
