@@ -238,16 +238,87 @@ def _expand_entry(
     return configs
 
 
+# A spec is a page of YAML (sweeps/paper.yaml is ~10 kB). The caps refuse what is not one
+# before it costs memory: /dev/zero, a huge file, or an alias bomb (a few lines whose aliases
+# expand to billions of values; issue 20, finding 10).
+MAX_SPEC_BYTES = 1 << 20
+MAX_SPEC_VALUES = 100_000  # scalars, lists and mappings, with every alias use expanded
+MAX_MESSAGE_CHARS = 400  # an error line quotes values: never more than this of them
+
+
+def _expanded_size(data: Any, limit: int) -> int:
+    """How many values ``data`` has with aliases expanded, counting up to ``limit`` + 1 only
+    (a self-referencing alias never ends, a bomb would take hours)."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        value = stack.pop()
+        count += 1
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
+def _read_spec(path: Path) -> Any:
+    """The YAML document of ``path``: a regular file of at most MAX_SPEC_BYTES of UTF-8,
+    expanding to at most MAX_SPEC_VALUES values. SpecError otherwise."""
+    try:
+        if not path.is_file():  # a folder, /dev/zero, a pipe: never read to the end
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            if not path.exists():
+                raise FileNotFoundError(2, "No such file or directory")
+            raise SpecError(f"sweep spec {path} is {kind}; expected a YAML file")
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(
+                f"sweep spec {path} is {size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,}"
+            )
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # the file may grow after stat
+    except OSError as exc:
+        raise SpecError(f"cannot read sweep spec {path}: {exc.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"sweep spec {path} is over {MAX_SPEC_BYTES:,} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+            "save the spec as UTF-8"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())[:MAX_MESSAGE_CHARS]
+        raise SpecError(f"{path}: not valid YAML: {message}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: YAML nested too deeply") from None
+    if _expanded_size(data, MAX_SPEC_VALUES) > MAX_SPEC_VALUES:
+        raise SpecError(
+            f"{path}: expands to more than {MAX_SPEC_VALUES:,} values (YAML aliases that "
+            "repeat aliases?); a spec lists its grid, it does not generate it"
+        )
+    return data
+
+
 def load_sweep(path: str | Path, rho_grid: str | None = None) -> Sweep:
     """Read, check and expand a spec; ``rho_grid`` ('paper', 'default', '0.01,0.05')
     replaces every entry's rho. Raises SpecError (one line) on anything wrong."""
     path = Path(path)
+    data = _read_spec(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpecError(f"cannot read sweep spec {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        return _load_sweep(path, data, rho_grid)
+    except SpecError as exc:  # messages quote the spec's values: keep the line short
+        message = " ".join(str(exc).split())
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[:MAX_MESSAGE_CHARS]}... ({len(message):,} characters)"
+        raise SpecError(message) from None
+
+
+def _load_sweep(path: Path, data: Any, rho_grid: str | None) -> Sweep:
     where = path.name
     _check_keys(data, TOP_KEYS, where)
     if rho_grid is not None:

@@ -443,3 +443,81 @@ def test_ctrl_c_in_sweep_is_one_line_and_the_plan_says_interrupted(tmp_path):
     plan = run_cli([str(spec), "--results", "out", "--dry-run"], tmp_path, script="sweep.py")
     assert plan.returncode == 0, plan.stderr
     assert "1 to run (0 new, 1 interrupted, 0 failed before)" in plan.stdout, plan.stdout
+
+
+# ---------------------------------------------------------------------- sweep specs (issue 20)
+SPEC_HEAD = "name: t\npreset: smoke\nseeds: [0]\noptimizers: [base]\n"
+SPEC_ENTRY = "entries:\n  - {workload: synthetic-regression, widths: [1x]}\n"
+
+
+def _alias_bomb(levels: int) -> str:
+    """Anchors l0..l{levels}: each a list of ten uses of the one before, so ``*l{levels}``
+    is 10**(levels + 1) values in a few hundred bytes (the "billion laughs")."""
+    lists = ["&l0 [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]"]
+    lists += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    return f"description: [{', '.join(lists)}]\n"
+
+
+SPEC_CASES = {
+    # name: (spec text or bytes, words of the error line)
+    "non-utf8": (b"name: t\xff\n" + SPEC_ENTRY.encode(), ["not UTF-8 text (byte 0xff on line 1)"]),
+    "bomb-in-name": (
+        _alias_bomb(8) + SPEC_HEAD.replace("name: t", "name: *l8") + SPEC_ENTRY,
+        ["expands to more than 100,000 values"],
+    ),
+    "bomb-in-seeds": (
+        _alias_bomb(5) + SPEC_HEAD.replace("seeds: [0]", "seeds: *l5") + SPEC_ENTRY,
+        ["expands to more than 100,000 values"],
+    ),
+    "bomb-in-widths": (
+        _alias_bomb(5) + SPEC_HEAD + SPEC_ENTRY.replace("widths: [1x]", "widths: *l5"),
+        ["expands to more than 100,000 values"],
+    ),
+    "long-value": (
+        SPEC_HEAD.replace("[0]", "[" + ", ".join(["-1"] * 20000) + "]") + SPEC_ENTRY,
+        ["seeds must be a list of distinct integers", "characters)"],
+    ),
+    "deep-nesting": (SPEC_HEAD + "description: " + "[" * 50000 + "\n", ["nested too deeply"]),
+}
+
+
+def _sweep_one_line(capsys, argv, needles, out):
+    code = sweep_main(argv + ["--results", str(out)])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, err[:2000]
+    assert lines[0].startswith("sweep.py: error: ") and len(lines[0]) < 700, lines[0][:2000]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", sorted(SPEC_CASES))
+def test_bad_sweep_spec_file_is_one_short_line(tmp_path, capsys, case):
+    text, needles = SPEC_CASES[case]
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(text if isinstance(text, bytes) else text.encode())
+    _sweep_one_line(capsys, [str(spec)], needles, tmp_path / "out")
+
+
+def test_alias_bomb_helper_expands_as_claimed(tmp_path):
+    """The bombs above are what they say (so the cases fail by their size alone): a small one
+    loads, and expands to 10**(levels + 1) leaves."""
+    import yaml
+
+    data = yaml.safe_load(_alias_bomb(2))["description"][2]
+    assert len(data) == 10 and sum(len(x) for x in data) == 100
+    assert sum(len(y) for x in data for y in x) == 1000
+
+
+def test_sweep_spec_that_is_not_a_regular_file_is_refused_unread(tmp_path, capsys):
+    _sweep_one_line(capsys, ["/dev/zero"], ["/dev/zero is not a regular file"], tmp_path / "o")
+
+
+def test_huge_sweep_spec_is_refused_by_its_size(tmp_path, capsys):
+    spec = tmp_path / "huge.yaml"
+    with spec.open("wb") as f:  # sparse: 2 MiB on paper, nothing on disk
+        f.truncate(2 << 20)
+    _sweep_one_line(
+        capsys, [str(spec)], ["is 2,097,152 bytes", "at most 1,048,576"], tmp_path / "o"
+    )
