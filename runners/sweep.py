@@ -10,14 +10,14 @@ keyed by its config hash, as with ``runners/run.py``: a run whose row is ``done`
 nothing; a ``running`` (killed) or ``failed`` row is run again and resumes from its checkpoint.
 
 Executors:
-  local  N worker processes (spawned; default one per CUDA device with --device cuda, else
-         half the cores), torch threads = cores // N. A worker loads a data set once and trains
-         the runs that share it one after another; every run is rebuilt from its RunConfig
-         alone (``workload_for_run``). Workers write the one store directly (SQLite WAL). A run
-         that raises or diverges is recorded by the loop and the sweep goes on; a worker that
-         dies (segfault, os._exit, OOM kill) has its run recorded ``failed`` with the exit code
-         by the driver and is replaced. Workers exit with the driver, so a killed sweep leaves
-         its runs ``running`` with their checkpoints, and the next invocation resumes them.
+  local  N worker processes (spawned; default one per CUDA device with --device cuda, else half the
+         cores), torch threads = --threads, else $OMP_NUM_THREADS, else cores // N. A worker loads a
+         data set once and trains the runs that share it one after another; every run is rebuilt
+         from its RunConfig alone (``workload_for_run``). Workers write the one store directly
+         (SQLite WAL). A run that raises or diverges is recorded by the loop and the sweep goes on;
+         a worker that dies (segfault, os._exit, OOM kill) has its run recorded ``failed`` with the
+         exit code by the driver and is replaced. Workers exit with the driver, so a killed sweep
+         leaves its runs ``running`` with their checkpoints, and the next invocation resumes them.
   ray    each run is one Ray task (``num_gpus=1`` with --device cuda, else ``num_cpus=1``) on
          ``ray.init(address=--ray-address)``: a running cluster (``auto`` or ``ray://...``)
          or, without an address, a local Ray. The task trains into a private store in its own
@@ -52,6 +52,7 @@ from domains import get_spec, resolve_data_root
 from results.store import Store, StoreError
 from runners.cli import Parser, UsageError, run_guarded
 from runners.config import RunConfig, workload_for_run
+from runners.sweep_options import positive_int, run_details, worker_threads
 from runners.sweep_spec import SpecError, load_sweep
 from runners.train import Execution, record_start, train_run
 from samcore import format_width
@@ -77,7 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="data sets folder (default: $SAM_DATA, else ~/.cache/sam-overparam)",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (each run's grid values and non-default flags), run nothing",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads per local worker (default: $OMP_NUM_THREADS, else cores // workers)",
+    )
     p.add_argument(
         "--rho-grid",
         nargs="?",
@@ -175,12 +186,20 @@ class _Worker:
     started: float = 0.0
 
 
-def run_local(configs, store: Store, ex: Execution, data_root: Path, n_workers: int, report):
+def run_local(
+    configs,
+    store: Store,
+    ex: Execution,
+    data_root: Path,
+    n_workers: int,
+    report,
+    threads: int | None = None,
+):
     """Train ``configs`` on ``n_workers`` spawned processes; ``report(status, cfg, summary,
     message, wall)`` is called in the driver as each run ends."""
     ctx = mp.get_context("spawn")  # fork after torch (and CUDA) initialised is unsafe
     n_gpus = torch.cuda.device_count() if ex.device == "cuda" else 0
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    threads = worker_threads(threads, n_workers)
 
     def start(i: int) -> _Worker:
         device = f"cuda:{i % n_gpus}" if n_gpus else ex.device
@@ -355,8 +374,11 @@ def _main(argv: list[str] | None) -> int:
         f"on {where}, device {args.device}"
     )
     if args.dry_run:
+        details = run_details(sweep.configs)
         for c in todo:
-            print(f"  {status.get(c.run_id, 'new'):<8} {_label(c)}  id {c.run_id}")
+            print(
+                f"  {status.get(c.run_id, 'new'):<8} {_label(c)}{details[c.run_id]}  id {c.run_id}"
+            )
         return 0
     if not todo:
         print("nothing to run: every run of this sweep is finished")
@@ -388,7 +410,7 @@ def _main(argv: list[str] | None) -> int:
         if args.executor == "ray":
             run_ray(todo, store, ex, data_root, report)
         else:
-            run_local(todo, store, ex, data_root, n_workers, report)
+            run_local(todo, store, ex, data_root, n_workers, report, args.threads)
     finally:
         store.close()
         if own_ray:
