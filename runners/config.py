@@ -31,7 +31,10 @@ _HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
     "protocol": "best-val",
 }
 # Workload config fields added after runs were stored, left out of the hash at these values.
-_WORKLOAD_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"clip_range_vf": None}  # PPO workloads
+_WORKLOAD_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "clip_range_vf": None,  # PPO workloads
+    "loss": "ce",  # mnist-mlp's loss option (issue 22)
+}
 # Workload config fields removed since runs were stored: dropped when a stored config is
 # rebuilt. bf16 was the vision workloads' own CUDA autocast; precision is RunConfig's now.
 _RETIRED_WORKLOAD_FIELDS = ("bf16",)

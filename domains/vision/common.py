@@ -354,12 +354,19 @@ class OnDeviceImageClassification(Workload):
         return model
 
     # ---- objective
+    def criterion(
+        self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        """The training loss of logits against class labels: cross-entropy (a workload may
+        offer another, e.g. mnist-mlp's squared loss on one-hot targets)."""
+        return F.cross_entropy(logits, y, reduction=reduction)
+
     # No autocast here: the run's ``precision`` (runners/config.py) is the only source of
     # reduced precision, applied by the runner around the training step; evaluation is fp32.
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
         logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = self.criterion(logits.float(), y)
         acc = 100.0 * (logits.argmax(1) == y).float().mean()  # percent, as evaluate()
         return loss, {"acc": acc.detach()}
 
@@ -377,7 +384,7 @@ class OnDeviceImageClassification(Workload):
             ):
                 xb = normalize(xb, self.splits.mean, self.splits.std)
                 logits = model(xb).float()
-                loss_sum += F.cross_entropy(logits, yb, reduction="sum")
+                loss_sum += self.criterion(logits, yb, reduction="sum")
                 correct += (logits.argmax(1) == yb).sum()
             out[f"{split}/loss"] = (loss_sum / len(y)).item()
             out[f"{split}/acc"] = (100.0 * correct / len(y)).item()

@@ -41,7 +41,7 @@ from torch import nn
 from domains.cache import build_once
 from domains.registry import register
 from domains.vision.common import OnDeviceImageClassification, VisionConfig, cache_dir
-from domains.workload import MissingDataError, build_config
+from domains.workload import ConfigError, MissingDataError, build_config
 from samcore.width import scale_width
 
 FILES = {
@@ -65,6 +65,9 @@ class MnistConfig(VisionConfig):
     num_epochs: int = 100
     rho: float = 0.1
     rho_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
+    loss: str = "ce"
+    """training loss: ce (cross-entropy) | mse (0.5 * squared error to one-hot targets, summed
+    over the 10 classes, mean over examples: the squared loss of the paper's Fig. 6)"""
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -183,6 +186,8 @@ class MnistMLP(OnDeviceImageClassification):
     def __init__(self, config: MnistConfig) -> None:
         super().__init__(config)
         self.config: MnistConfig = config
+        if config.loss not in ("ce", "mse"):
+            raise ConfigError(f"loss must be ce or mse, got {config.loss!r}")
 
     @property
     def supports_seed_ensemble(self) -> bool:
@@ -208,6 +213,15 @@ class MnistMLP(OnDeviceImageClassification):
                 nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
                 nn.init.zeros_(m.bias)
         return self.sparsify(model)
+
+    def criterion(
+        self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        if self.config.loss == "ce":
+            return super().criterion(logits, y, reduction)
+        one_hot = torch.nn.functional.one_hot(y, self.num_classes).to(logits.dtype)
+        per_example = 0.5 * (logits - one_hot).pow(2).sum(1)
+        return per_example.sum() if reduction == "sum" else per_example.mean()
 
     def _load_raw(self, data_root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return load_mnist(data_root, self.config.download)
