@@ -274,7 +274,7 @@ class EnsembleSAM(SAM):
             buffers = self._buffers(params)
             if group["adaptive"]:
                 torch._foreach_mul_(grads, params)  # w^2 * g
-            scale = group["rho"] / (norm + self.eps)  # (S,)
+            scale = group["rho"] / (norm + self.norm_eps)  # (S,)
             seed_scales = [_seed_view(scale, p) for p in params]
             if grads[0].device.type == "cpu":  # as SAM: w + e in one pass, storages swapped
                 for p, g, s, b in zip(params, grads, seed_scales, buffers):

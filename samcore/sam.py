@@ -69,7 +69,8 @@ class SAM(torch.optim.Optimizer):
         base_optimizer: type[torch.optim.Optimizer],
         rho: float = 0.05,
         adaptive: bool = False,
-        eps: float = 1e-12,
+        *,
+        norm_eps: float = 1e-12,
         **base_kwargs: Any,
     ) -> None:
         if not isinstance(base_optimizer, type) or not issubclass(
@@ -79,12 +80,14 @@ class SAM(torch.optim.Optimizer):
                 f"base_optimizer must be a torch.optim.Optimizer class, got {base_optimizer!r}"
             )
         _check_rho(rho)
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+        if norm_eps <= 0:
+            raise ValueError(f"norm_eps must be > 0, got {norm_eps}")
         super().__init__(params, dict(rho=rho, adaptive=adaptive, **base_kwargs))
         for group in self.param_groups:
             _check_rho(group["rho"])
-        self.eps = eps
+        # rho / (||g|| + norm_eps). Not called ``eps``: that keyword is the base optimizer's
+        # (Adam's), as in davda54/sam, which forwards every keyword but rho and adaptive.
+        self.norm_eps = norm_eps
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         # Share one list of groups: schedulers and users edit either object's groups.
         self.param_groups = self.base_optimizer.param_groups
@@ -196,7 +199,7 @@ class SAM(torch.optim.Optimizer):
         """CPU: memory traffic is the cost. Write w + e into the buffer in one pass and swap
         storages: the model computes at w + e while w sits untouched in the parameter's own
         storage, and the restore is a swap back (no copy, exact). One call per parameter."""
-        s = group["rho"] / (norm + self.eps)
+        s = group["rho"] / (norm + self.norm_eps)
         if group["adaptive"]:  # the buffer holds w g: w + s w (w g) = w + s w^2 g
             for p, b in zip(params, buffers):
                 torch.addcmul(p, p, b, value=s, out=b)
@@ -216,7 +219,7 @@ class SAM(torch.optim.Optimizer):
         """Accelerators: fused foreach kernels, the scale stays on the device (no host sync),
         storages stay put (cuDNN's flattened RNN weights, CUDA graphs). The buffers hold w;
         e is formed in the parameters themselves, so ``p.grad`` is never written."""
-        scale = group["rho"] / (norm.to(grads[0].device) + self.eps)
+        scale = group["rho"] / (norm.to(grads[0].device) + self.norm_eps)
         if group["adaptive"]:  # the parameters hold w g, the buffers w
             torch._foreach_mul_(params, buffers)  # w^2 g
         else:

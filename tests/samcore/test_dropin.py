@@ -157,6 +157,13 @@ def test_two_step_api_matches_davda54_with_adam_asam():
     assert _max_diff(*models) < 1e-9
 
 
+def test_eps_keyword_reaches_the_base_optimizer():
+    """davda54 forwards every keyword but rho/adaptive to the base: Adam's eps is Adam's."""
+    opt = SAM(_bn_dropout_net().parameters(), torch.optim.Adam, rho=0.1, lr=1e-3, eps=1e-3)
+    assert opt.base_optimizer.param_groups[0]["eps"] == 1e-3
+    assert opt.norm_eps == 1e-12
+
+
 # ---------------------------------------------------------------- 3. ASAM leaves p.grad
 @pytest.mark.parametrize("swap", [True, False], ids=["cpu-swap", "in-place-path"])
 @pytest.mark.parametrize("adaptive", [False, True])
