@@ -34,6 +34,13 @@ _HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
 _WORKLOAD_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
     "clip_range_vf": None,  # PPO workloads
     "loss": "ce",  # mnist-mlp's loss option (issue 22)
+    "smoothness_radius": 0.0,  # vision: smoothness / PL estimate at each evaluation (issue 22)
+}
+# ... and those whose default differs between workloads (issue 22: hidden layers of the MLP,
+# BasicBlocks per stage of the ResNet; cifar10-vit's depth was always hashed).
+_WORKLOAD_HASH_OMITTED_FOR: dict[str, dict[str, Any]] = {
+    "mnist-mlp": {"depth": 2},
+    "cifar10-resnet18": {"depth": 2},
 }
 # Workload config fields removed since runs were stored: dropped when a stored config is
 # rebuilt. bf16 was the vision workloads' own CUDA autocast; precision is RunConfig's now.
@@ -111,7 +118,8 @@ class RunConfig:
             if d[name] == default:  # fields added later: runs stored before them keep their ids
                 del d[name]
         wl = d["workload_config"]
-        for name, default in _WORKLOAD_HASH_OMITTED_AT_DEFAULT.items():
+        omitted = _WORKLOAD_HASH_OMITTED_FOR.get(self.workload, {})
+        for name, default in {**_WORKLOAD_HASH_OMITTED_AT_DEFAULT, **omitted}.items():
             if name in wl and wl[name] == default:
                 del wl[name]
         blob = json.dumps(d, sort_keys=True, default=str)

@@ -30,13 +30,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from samcore.hessian import LossFn, batch_weights, eval_mode, trainable_params
+from samcore.hessian import LossFn, _flat, batch_weights, eval_mode, trainable_params
 
 __all__ = [
     "apgd_checkpoints",
     "worst_case_sharpness",
     "average_case_sharpness",
     "m_sharpness",
+    "smoothness_pl",
 ]
 
 Norm = Literal["l2", "linf"]
@@ -210,3 +211,68 @@ def m_sharpness(
         raise ValueError("need at least one batch")
     values = [measure(model, loss_fn, [b], **kwargs) for b in batches]
     return sum(values) / len(values)
+
+
+# ---------------------------------------------------------------------- smoothness and PL
+def _loss_and_grad(
+    model: nn.Module, loss_fn: LossFn, batches: Sequence[Any], params: list[nn.Parameter]
+) -> tuple[float, torch.Tensor]:
+    """The example-mean loss over ``batches`` and its flat gradient (float64), batch by batch."""
+    total, grad = 0.0, None
+    for batch, weight in zip(batches, batch_weights(batches)):
+        loss, _ = loss_fn(model, batch)
+        g = _flat(torch.autograd.grad(loss * weight, params, allow_unused=True), params)
+        grad = g.double() if grad is None else grad + g.double()
+        total += weight * float(loss.detach())
+    return total, grad
+
+
+def smoothness_pl(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Sequence[Any],
+    radius: float = 0.1,
+    loss_floor: float = 0.0,
+) -> dict[str, float]:
+    """Local smoothness and Polyak-Lojasiewicz constants at the current weights (the paper's
+    Fig. 21, Shin et al. UAI 2025 app. E, delta = 0.1; the "effective beta-smoothness" along
+    the gradient of Santurkar et al. 2018, "How does batch normalization help optimization?",
+    sec. 3.1):
+
+        g = grad L(w),  delta = radius * g / ||g||
+        smoothness  beta_hat = ||grad L(w + delta) - g|| / ||delta||
+        PL ratio    mu_hat   = ||g||^2 / (2 (L(w) - L*)),  L* = ``loss_floor`` (0: the
+                    cross-entropy and squared losses are >= 0, so this is a lower bound on
+                    the ratio an exact L* would give)
+
+    L is the example-mean loss over ``batches`` in eval mode (batch norm on its running
+    statistics, no dropout: a deterministic function of w). For L = 1/2 w^T A w, beta_hat =
+    ||A^2 w|| / ||A w|| and mu_hat = ||A w||^2 / (w^T A w), both = lambda on an eigenvector of
+    A with eigenvalue lambda. Returns loss, grad_norm, smoothness, pl_ratio (nan where
+    undefined: zero gradient, or L <= L*). The weights are restored bit for bit."""
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0, got {radius}")
+    params = trainable_params(model)
+    saved = [p.detach().clone() for p in params]
+    with eval_mode(model), torch.enable_grad():
+        loss, g = _loss_and_grad(model, loss_fn, batches, params)
+        g_norm = float(g.norm())
+        smooth = math.nan
+        if g_norm > 0:
+            delta = radius * g / g_norm
+            try:
+                with torch.no_grad():
+                    offset = 0
+                    for p in params:
+                        n = p.numel()
+                        p.add_(delta[offset : offset + n].view_as(p).to(p.dtype))
+                        offset += n
+                _, g_moved = _loss_and_grad(model, loss_fn, batches, params)
+            finally:
+                with torch.no_grad():
+                    for p, w in zip(params, saved):
+                        p.copy_(w)
+            smooth = float((g_moved - g).norm()) / radius
+    excess = loss - loss_floor
+    pl = g_norm**2 / (2 * excess) if excess > 0 else math.nan
+    return {"loss": loss, "grad_norm": g_norm, "smoothness": smooth, "pl_ratio": pl}

@@ -179,9 +179,10 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet18(nn.Module):
-    """(B, 3, 32, 32) -> (B, 10); stages at f, 2f, 4f, 8f filters on 32, 16, 8, 4 pixels."""
+    """(B, 3, 32, 32) -> (B, 10); stages at f, 2f, 4f, 8f filters on 32, 16, 8, 4 pixels,
+    ``blocks_per_stage`` BasicBlocks each (2 = ResNet-18; App. E's depth ablation: 1 and 8)."""
 
-    def __init__(self, filters: int, num_classes: int = 10) -> None:
+    def __init__(self, filters: int, num_classes: int = 10, blocks_per_stage: int = 2) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, filters, 3, 1, 1, bias=False), nn.BatchNorm2d(filters), nn.ReLU()
@@ -189,7 +190,7 @@ class CifarResNet18(nn.Module):
         blocks, c_in = [], filters
         for i in range(4):
             c_out = filters * 2**i
-            for j in range(2):
+            for j in range(blocks_per_stage):
                 blocks.append(BasicBlock(c_in, c_out, stride=2 if i > 0 and j == 0 else 1))
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
@@ -262,6 +263,9 @@ class CifarViT(nn.Module):
 class ResNetConfig(VisionConfig):
     base_filters: int = 64
     """filters of the first stage at width 1x (the standard ResNet-18)"""
+    depth: int = 2
+    """BasicBlocks per stage (2 = ResNet-18; App. E's depth ablation: 1, 2, 8 at 64 filters =
+    4,903,242 / 11,173,962 / 48,798,282 parameters, the paper's 4.9/11.2/48.8M)"""
     # the paper's recipe (fields documented in TrainConfig)
     optimizer: str = "sgd"
     learning_rate: float = 0.1
@@ -344,7 +348,8 @@ class Cifar10ResNet18(_Cifar10):
     widths = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0)  # 4 ... 256 filters
 
     def build_model(self, width: float) -> nn.Module:
-        model = CifarResNet18(scale_width(self.config.base_filters, width), self.num_classes)
+        c = self.config
+        model = CifarResNet18(scale_width(c.base_filters, width), self.num_classes, c.depth)
         return self._finish_model(self.sparsify(model))
 
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from domains.workload import ConfigError, Target, TrainConfig, Workload
 from samcore.seeding import make_generator
+from samcore.sharpness import smoothness_pl
 from samcore.width import count_params
 
 __all__ = [
@@ -84,6 +85,10 @@ class VisionConfig(TrainConfig):
     """examples per forward pass at evaluation"""
     channels_last: bool = True
     """channels_last memory format for conv nets on CUDA (ignored on CPU)"""
+    smoothness_radius: float = 0.0
+    """> 0: at every evaluation, the local smoothness and PL ratio of the training loss on the
+    train-eval subset with this radius (samcore.sharpness.smoothness_pl; Fig. 21: 0.1), as
+    metric rows train/smoothness, train/pl_ratio, train/grad_norm; 0 = off"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,6 +107,8 @@ class VisionConfig(TrainConfig):
         for key in ("num_train", "num_test", "train_eval_size"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.smoothness_radius < math.inf:
+            raise ConfigError(f"smoothness_radius must be >= 0, got {self.smoothness_radius}")
         if self.eval_batch_size < 1 or self.batch_size < 1:
             raise ConfigError("batch_size and eval_batch_size must be >= 1")
 
@@ -388,7 +395,22 @@ class OnDeviceImageClassification(Workload):
                 correct += (logits.argmax(1) == yb).sum()
             out[f"{split}/loss"] = (loss_sum / len(y)).item()
             out[f"{split}/acc"] = (100.0 * correct / len(y)).item()
-        return {**out, **self.sparsity_metrics(model)}
+        return {**out, **self.sparsity_metrics(model), **self.smoothness_metrics(model)}
+
+    def smoothness_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Fig. 21's local smoothness and PL ratio on the train-eval subset (its possibly noisy
+        labels, eval mode), when ``smoothness_radius`` > 0; L* = 0 (cross-entropy >= 0)."""
+        c = self.config
+        if not c.smoothness_radius:
+            return {}
+        x, y = self._split("train")
+        x, y = x[self._train_eval_idx], y[self._train_eval_idx]
+        batches = [
+            (normalize(xb, self.splits.mean, self.splits.std), yb)
+            for xb, yb in zip(x.split(c.eval_batch_size), y.split(c.eval_batch_size))
+        ]
+        out = smoothness_pl(model, self.loss, batches, radius=c.smoothness_radius)
+        return {f"train/{k}": out[k] for k in ("smoothness", "pl_ratio", "grad_norm")}
 
     def sparsity_metrics(self, model: nn.Module) -> dict[str, float]:
         """Parameters left non-zero under the masks (the matched-parameter axis), if any."""

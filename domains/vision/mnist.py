@@ -10,6 +10,9 @@ Validation: the last 5,000 of a fixed permutation of the 60k train images (strea
 selected on test; PAPERS.md "pitfalls").
 Model: 784 -> 300p -> 100p -> 10 ReLU MLP, p in {0.25, 0.5, 1, 4, 10} ("1x" = LeNet-300-100):
 61,035 / 125,810 / 266,610 / 1,426,410 / 5,366,010 parameters.
+Depth instead of width (App. E): ``depth`` hidden layers of 1000p units (presets
+``paper-depth``/``quick-depth``; depth 1/2/3 at 1x = 795,010 / 1,796,010 / 2,797,010 parameters,
+the paper's 0.8/1.8/2.8M; paper gain .113/.130/.183). Width still multiplies every hidden layer.
 Metric: accuracy in percent (``val/acc`` selects, ``test/acc`` reported at the best val epoch).
 Paper (test acc, p = 0.25 ... 10): SGD 98.20 98.55 98.56 98.67 98.67; SAM 98.27 98.61 98.74
 98.86 98.85; best rho .02 .1 .2 .2 .2.
@@ -52,8 +55,24 @@ FILES = {
 
 @dataclass(frozen=True)
 class MnistConfig(VisionConfig):
-    hidden: tuple[int, int] = (300, 100)
-    """hidden layer sizes at width 1x (LeNet-300-100)"""
+    hidden: tuple[int, ...] = (300, 100)
+    """hidden layer sizes at width 1x (LeNet-300-100); one size = that size in every layer"""
+    depth: int = 2
+    """hidden layers: ``hidden`` as given when it has ``depth`` sizes, or its one size repeated
+    ``depth`` times (App. E's depth ablation: hidden 1000, depth 1/2/3 = 0.8/1.8/2.8M)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.depth < 1 or len(self.hidden) not in (1, self.depth):
+            raise ConfigError(
+                f"depth={self.depth} needs hidden with 1 or {self.depth} sizes, got {self.hidden}"
+            )
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """The ``depth`` hidden sizes at width 1x (width multiplies every one of them)."""
+        return self.hidden if len(self.hidden) == self.depth else self.hidden * self.depth
+
     # the paper's recipe (fields documented in TrainConfig)
     optimizer: str = "sgd"
     learning_rate: float = 0.1
@@ -95,6 +114,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU minutes: 20k train examples, 10 epochs, the paper's schedule shape; base vs SAM at
     # 0.25x, 1x, 4x fits in ~10 CPU minutes (see the module docstring's command).
     "quick": {"num_train": 20_000, "num_epochs": 10, "train_eval_size": 5_000},
+    # Depth instead of width (App. E; issue 22): layers of 1000 units at 1x, the paper's recipe;
+    # depth 1/2/3 via --depth (sweeps/ablation-depth.yaml). 784*1000+1000 + (d-1)*1,001,000 +
+    # 10,010 = 795,010 / 1,796,010 / 2,797,010 parameters.
+    "paper-depth": {"hidden": (1000,)},
+    # CPU minutes: the quick preset's data and schedule at the same architecture.
+    "quick-depth": {
+        "hidden": (1000,),
+        "num_train": 10_000,
+        "num_epochs": 5,
+        "train_eval_size": 2_000,
+    },
 }
 
 
@@ -196,15 +226,11 @@ class MnistMLP(OnDeviceImageClassification):
         return self.config.sparsity == 0 and self.config.match_params_of == 0
 
     def build_model(self, width: float) -> nn.Module:
-        h1, h2 = (scale_width(h, width) for h in self.config.hidden)
-        model = nn.Sequential(
-            nn.Flatten(),  # (B, 1, 28, 28) -> (B, 784)
-            nn.Linear(784, h1),
-            nn.ReLU(),
-            nn.Linear(h1, h2),
-            nn.ReLU(),
-            nn.Linear(h2, self.num_classes),
-        )
+        sizes = [784] + [scale_width(h, width) for h in self.config.hidden_sizes]
+        layers: list[nn.Module] = [nn.Flatten()]  # (B, 1, 28, 28) -> (B, 784)
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        model = nn.Sequential(*layers, nn.Linear(sizes[-1], self.num_classes))
         for m in model:
             if isinstance(m, nn.Linear):
                 # Flax's Dense default (the paper's code): LeCun truncated normal, zero bias.
