@@ -4,6 +4,7 @@
     cifar10-resnet18    ResNet-18 (CIFAR stem), base filters 4..256    domains/vision/cifar10.py
     cifar10-vit         6-layer ViT, patch 4, hidden 32..1024          domains/vision/cifar10.py
     imagenet-resnet50   ResNet-50, base filters 16..80                 domains/vision/imagenet.py
+    cifar10-vgg11-linearized  centred VGG-11 x alpha, lazy regime (App. E)  vgg_linearized.py
 
 Shared pieces (on-device data and augmentation, splits, label noise, sparsity masks) are in
 ``common.py``. Ablations are workload config fields, so they are recorded with every run:
@@ -12,4 +13,4 @@ Shared pieces (on-device data and augmentation, splits, label noise, sparsity ma
 inside functions only.
 """
 
-from domains.vision import cifar10, imagenet, mnist  # noqa: F401  (register their workloads)
+from domains.vision import cifar10, imagenet, mnist, vgg_linearized  # noqa: F401  (register their workloads)
