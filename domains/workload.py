@@ -25,6 +25,7 @@ __all__ = [
     "Workload",
     "FitRequest",
     "ConfigError",
+    "SizedByData",
     "MissingDataError",
     "build_config",
     "parse_field_value",
@@ -37,6 +38,11 @@ LR_SCHEDULES = ("constant", "step", "cosine", "linear", "inverse_sqrt")  # samco
 
 class ConfigError(ValueError):
     """An unknown config key, or a value of the wrong type."""
+
+
+class SizedByData(ConfigError):
+    """``build_model`` before ``setup_data`` for a config whose model size comes from the data
+    (e.g. a vocabulary size of 0): the width was valid, the parameter count is not known yet."""
 
 
 class MissingDataError(FileNotFoundError):

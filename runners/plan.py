@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from domains import Workload
+from domains import SizedByData, Workload
 from runners.config import OPTIMIZER_CHOICES, PRECISIONS, PROTOCOLS, RunConfig
 from samcore import BASE_OPTIMIZERS, WidthError, format_width
 
@@ -30,6 +30,8 @@ def check_widths(workload: Workload, widths: Sequence[float]) -> None:
         try:
             with torch.device("meta"):
                 workload.build_model(w)
+        except SizedByData:  # the width was checked; the size waits for the data
+            continue
         except (WidthError, ValueError) as exc:
             raise PlanError(f"width {format_width(w)}: {exc}") from None
 

@@ -27,6 +27,7 @@ import torch
 from domains import (
     ConfigError,
     MissingDataError,
+    SizedByData,
     UnknownWorkloadError,
     Workload,
     create_workload,
@@ -227,10 +228,13 @@ def _select_workloads(args: argparse.Namespace) -> list[str]:
     return [default_workload(args.domain)]
 
 
-def _param_count(workload: Workload, width: float) -> int:
+def _param_count(workload: Workload, width: float) -> int | None:
+    """None for a model sized by its data (e.g. a vocabulary taken from the train split)."""
     try:
         with torch.device("meta"):  # counts without allocating (178M-parameter models too)
             return count_params(workload.build_model(width))
+    except SizedByData:
+        return None
     except (NotImplementedError, RuntimeError):
         return count_params(workload.build_model(width))
 
@@ -255,7 +259,8 @@ def _list(names: list[str], preset: str | None, overrides: dict[str, str], fmt: 
         return
     print(f"{'domain':<10} {'workload':<28} {'width':>7} {'params':>14}")
     for r in rows:
-        print(f"{r['domain']:<10} {r['workload']:<28} {r['width']:>7} {r['params']:>14,}")
+        params = "from data" if r["params"] is None else f"{r['params']:,}"
+        print(f"{r['domain']:<10} {r['workload']:<28} {r['width']:>7} {params:>14}")
 
 
 def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[RunConfig]:

@@ -36,7 +36,10 @@ Vocabulary and tag-set sizes are config fields so that ``--list`` counts paramet
 device without data; ``setup_data`` checks them against the loaded treebank and raises one
 ConfigError naming the overrides that fit (``--vocab_size=... --num_tags=...``): the config
 stored with a run is then always the model that ran (a silent update would store one model and
-train another). The ``paper`` preset's sizes are *inferred*: the Perseus train split is not
+train another). ``vocab_size=0`` / ``num_tags=0`` size the model from the train split instead
+(the stored config says "from the data", the treebank names the data, ``n_params`` records the
+count): ``sweeps/paper.yaml`` runs the PoS entries that way, so they run on whatever Perseus
+release the user holds; such a model cannot be built (or counted) before ``setup_data``. The ``paper`` preset's sizes are *inferred*: the Perseus train split is not
 held offline, and the paper's counts 5.54 / 13.44 / 23.70 / 36.31 / 51.29M fix only their sum
 (vocab_size + num_tags in 34,000..34,005 reproduces all five; num_tags alone moves a count by
 num_tags, below the rounding). We take 33,003 + 1,000 = 34,003 (5,540,200 / 13,438,696 /
@@ -89,7 +92,7 @@ from domains.language.common import (
     pad_sequences,
 )
 from domains.registry import register
-from domains.workload import ConfigError, Target, TrainConfig, Workload, build_config
+from domains.workload import ConfigError, SizedByData, Target, TrainConfig, Workload, build_config
 from samcore.width import scale_width
 
 # Flax's input_pipeline ids, shared by the form and the tag vocabulary
@@ -140,10 +143,10 @@ class UDPOSConfig(TrainConfig):
     """UD release tag whose files are downloaded when the treebank is not on disk (online)"""
     vocab_size: int = 19_677
     """embedding rows = train forms (<= max_forms) + <pad>, <unk>, <root>; checked against
-    the data"""
+    the data (0 = taken from the train split at setup)"""
     num_tags: int = 20
     """output classes = train tags + <pad>, <unk>, <root> (Flax's tag vocabulary); checked
-    against the data"""
+    against the data (0 = taken from the train split at setup)"""
     max_forms: int = 100_000
     """most frequent train forms kept in the vocabulary (Flax's max_num_forms)"""
     base_hidden: int = 256
@@ -341,6 +344,10 @@ class UDPOSTransformer(Workload):
         self.config: UDPOSConfig = config
         if config.tag_column not in ("upos", "xpos"):
             raise ConfigError(f"tag_column must be upos or xpos, got {config.tag_column!r}")
+        if config.vocab_size < 0 or config.num_tags < 0:
+            raise ConfigError("vocab_size and num_tags must be >= 0 (0 = from the train split)")
+        # (vocab_size, num_tags) of the loaded train split; sizes the model where the config says 0
+        self.data_sizes: tuple[int, int] | None = None
         # split -> (ids (N, L), labels (N, L), lengths (N,)); ROOT first, PAD_ID after the end
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.eval_splits: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -351,7 +358,17 @@ class UDPOSTransformer(Workload):
 
     def build_model(self, width: float) -> nn.Module:
         c = self.config
-        return Tagger(c.vocab_size, c.num_tags, self.width_to_d(width), c)
+        vocab_size, num_tags, d = c.vocab_size, c.num_tags, self.width_to_d(width)
+        if 0 in (vocab_size, num_tags):
+            if self.data_sizes is None:
+                raise SizedByData(
+                    "ud-pos-transformer with vocab_size=0 or num_tags=0 is sized from the "
+                    "treebank's train split: its parameters are known only once the data is "
+                    "loaded (pass --vocab_size=N --num_tags=M to count without data)"
+                )
+            vocab_size = vocab_size or self.data_sizes[0]
+            num_tags = num_tags or self.data_sizes[1]
+        return Tagger(vocab_size, num_tags, d, c)
 
     def setup_data(self, data_root: Path, device: torch.device) -> None:
         c = self.config
@@ -393,7 +410,8 @@ class UDPOSTransformer(Workload):
         """The model is sized from the config (``--list`` needs no data); the data must agree,
         else one error with the overrides that make it agree."""
         c = self.config
-        if (c.vocab_size, c.num_tags) != (vocab_size, num_tags):
+        self.data_sizes = (vocab_size, num_tags)
+        if (c.vocab_size or vocab_size, c.num_tags or num_tags) != (vocab_size, num_tags):
             raise ConfigError(
                 f"{c.treebank} train has {vocab_size} form-vocabulary entries and {num_tags} "
                 f"{c.tag_column.upper()} classes (both with <pad>, <unk>, <root>) but the config "

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from domains import ConfigError, MissingDataError, create_workload
-from samcore import SAM, count_params, train_step
+from domains import ConfigError, MissingDataError, SizedByData, create_workload
+from samcore import SAM, WidthError, count_params, train_step
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.language
@@ -261,7 +261,8 @@ def test_accuracy_and_loss_count_root_and_unknown_targets_but_not_padding(tmp_pa
 
 
 def test_paper_preset_runs_end_to_end_on_perseus_format(tmp_path):
-    """The paper preset through run.py: build, train (2 steps, base and SAM), evaluate, store."""
+    """The paper preset through run.py as sweeps/paper.yaml runs it (sizes 0 = from the train
+    split): build, train (2 steps, base and SAM), evaluate, store the data's sizes' count."""
     res = run_cli(
         [
             "--workload=ud-pos-transformer",
@@ -269,8 +270,8 @@ def test_paper_preset_runs_end_to_end_on_perseus_format(tmp_path):
             f"--data-root={perseus_root(tmp_path)}",
             "--width=0.5x",
             "--optimizer=both",
-            f"--vocab_size={VOCAB}",
-            f"--num_tags={TAGS}",
+            "--vocab_size=0",
+            "--num_tags=0",
             "--num_epochs=1",
             "--max_length=16",  # static padding to 16 tokens, not 256: CPU seconds
             "--eval_every=1",
@@ -287,7 +288,25 @@ def test_paper_preset_runs_end_to_end_on_perseus_format(tmp_path):
         ("sam", "done", hand_count(128, VOCAB, TAGS)),
     ]
     stored = json.loads(rows[0][3])["run"]["workload_config"]
-    assert stored["treebank"] == "UD_Ancient_Greek-Perseus" and stored["vocab_size"] == VOCAB
+    assert stored["treebank"] == "UD_Ancient_Greek-Perseus" and stored["vocab_size"] == 0
+
+
+def test_sizes_from_data_are_the_train_splits_and_unknown_before_setup(tmp_path):
+    w = create_workload("ud-pos-transformer", "paper", vocab_size=0, num_tags=0, max_length=16)
+    with pytest.raises(SizedByData):
+        w.build_model(0.5)
+    with pytest.raises(WidthError):  # the width is still checked first
+        w.build_model(0.1)
+    w.setup_data(perseus_root(tmp_path), torch.device("cpu"))
+    assert count_params(w.build_model(0.5)) == hand_count(128, VOCAB, TAGS)
+    fixed = create_workload("ud-pos-transformer", "paper", vocab_size=VOCAB, num_tags=0)
+    fixed.setup_data(perseus_root(tmp_path / "b"), torch.device("cpu"))  # a set size is checked
+    with pytest.raises(ConfigError, match="--vocab_size"):
+        create_workload("ud-pos-transformer", "paper", vocab_size=VOCAB + 1, num_tags=0).setup_data(
+            perseus_root(tmp_path / "c"), torch.device("cpu")
+        )
+    res = run_cli(["--list", "--workload=ud-pos-transformer", "--vocab_size=0"], tmp_path)
+    assert res.returncode == 0 and res.stdout.count("from data") == 5, res.stdout + res.stderr
 
 
 def test_paper_preset_without_perseus_names_the_file(tmp_path):
