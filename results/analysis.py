@@ -38,6 +38,7 @@ from typing import Any
 
 from results.paper_numbers import (
     ABLATION_FIELDS,
+    AXIS_KINDS,
     PROTOCOLS,
     PaperReference,
     paper_at,
@@ -59,6 +60,9 @@ __all__ = [
     "compare_runs",
     "trend",
     "ablation_experiments",
+    "AXIS_DEFAULTS",
+    "weight_decay_experiments",
+    "longer_base_experiments",
     "reference_at",
     "optimizer_label",
     "is_late_phase",
@@ -87,6 +91,14 @@ _WITHIN_TABLE = (
     "sam_end",
 )
 _PREFIX = {"best-val": "best", "final": "final"}  # summary key prefix per protocol
+# Workload-config fields whose clean value is not 0, per workload (issue 22): the depth
+# (hidden layers; BasicBlocks per stage) and the linearized model's output scale. A run
+# stored before the field existed has the clean value. Runs at another value are ablation
+# rows (``ablation_experiments``), never a width table of their own.
+AXIS_DEFAULTS: dict[str, dict[str, float]] = {
+    "depth": {"mnist-mlp": 2, "cifar10-resnet18": 2},
+    "alpha": {"cifar10-vgg11-linearized": 1.0},
+}
 
 
 @dataclass
@@ -111,6 +123,10 @@ class WidthRow:
     ablation_value: float | None = None
     protocol: str = DEFAULT_PROTOCOL  # the epoch the metrics (val for rho, test) were taken at
     alt: WidthRow | None = None  # the same cell at the other protocol, where a table shows both
+    sam_by_rho: dict[float, tuple[float, float]] = field(default_factory=dict)
+    """test metric (mean, std over seeds) of plain SAM at every rho run, chosen or not"""
+    choices: dict[str, float] = field(default_factory=dict)
+    """other settings chosen or paired for this row (e.g. each optimizer's weight decay)"""
 
 
 @dataclass
@@ -125,6 +141,7 @@ class Experiment:
     config: dict[str, Any] = field(default_factory=dict)  # the whole setup (run + workload config)
     protocol: str = DEFAULT_PROTOCOL
     ablation: str | None = None  # the ablation field whose value each row carries
+    kind: str = "width"  # the comparison (results/paper_numbers.py KINDS) its reference has
 
     @property
     def label(self) -> str:
@@ -140,9 +157,16 @@ def reference_at(exp: Experiment, row: WidthRow | None = None) -> PaperReference
     """The paper's reference for ``row`` of ``exp`` (its ablation value and protocol), or for the
     experiment as a whole; None unless the setup is exactly the paper's (paper_numbers)."""
     config = {**exp.config, **dict.fromkeys(ABLATION_FIELDS, 0.0)}
+    protocol = row.protocol if row is not None else exp.protocol
+    if exp.kind != "width":  # weight-decay grid, SGD for longer: the rows are widths
+        return reference_for(exp.workload, config, protocol, kind=exp.kind)
+    if exp.ablation in AXIS_KINDS:  # the reference's axis is the field (depth, alpha)
+        if row is None:
+            return None
+        config.update({exp.ablation: row.ablation_value, "width": row.width})
+        return reference_for(exp.workload, config, protocol, kind=AXIS_KINDS[exp.ablation])
     if exp.ablation is not None and row is not None:
         config[exp.ablation] = row.ablation_value or 0.0
-    protocol = row.protocol if row is not None else exp.protocol
     return reference_for(exp.workload, config, protocol)
 
 
@@ -304,7 +328,13 @@ def compare_runs(
     else:
         gain, half = (math.nan, math.nan), math.nan
     params = next((r["n_params"] for r in done if r["n_params"] is not None), None)
+    by_rho = {
+        rho: mean_std([r["summary"][test_key] for r in seeds.values()])
+        for (rho, variant), seeds in sorted(candidates.items())
+        if not variant
+    }
     return WidthRow(
+        sam_by_rho=by_rho,
         width=width,
         params=params,
         target=target,
@@ -370,7 +400,7 @@ def _protocol(runs: list[dict[str, Any]], ablation: str | None = None) -> str:
 
 def experiments(store: Store, workload: str) -> list[Experiment]:
     """The workload's experiments without ablations (ablation fields at their defaults)."""
-    runs = _reportable(store, workload)
+    runs = [r for r in _reportable(store, workload) if not _off_axis(r)]
     groups = [
         (setup, rs)
         for setup, ablation, rs in _group_by_setup(runs).values()
@@ -411,13 +441,21 @@ def ablation_experiments(store: Store, field_name: str) -> list[Experiment]:
         by_workload[r["workload"]].append(r)
     for workload, rs in sorted(by_workload.items()):
         # regroup with the ablation field ignored, so value 0 and value v share a setup
+        axis = AXIS_DEFAULTS.get(field_name)
+        if axis is not None and workload not in axis:
+            continue
         groups: dict[str, tuple[dict, list]] = {}
         for r in rs:
             setup, ablation = _setup_of(r)
             if any(v for k, v in ablation.items() if k != field_name):
                 continue
+            if axis is not None:  # a field with a clean value of its own (depth, alpha)
+                if any(_off_axis(r, other) for other in AXIS_DEFAULTS if other != field_name):
+                    continue
+                ablation[field_name] = float(setup.pop(field_name, axis[workload]))
             groups.setdefault(_key(setup), (setup, []))[1].append((ablation[field_name], r))
-        groups = {k: g for k, g in groups.items() if any(v for v, _ in g[1])}
+        clean = axis[workload] if axis is not None else 0.0
+        groups = {k: g for k, g in groups.items() if any(v != clean for v, _ in g[1])}
         labels = _distinguishing([s for s, _ in groups.values()])
         for (setup, pairs), label in zip(groups.values(), labels, strict=True):
             protocol = _protocol([r for _, r in pairs], field_name)
@@ -447,6 +485,181 @@ def ablation_experiments(store: Store, field_name: str) -> list[Experiment]:
                     )
                 )
     return out
+
+
+def _off_axis(run: dict[str, Any], only: str | None = None) -> bool:
+    """The run has a depth or alpha (``AXIS_DEFAULTS``; only ``only`` if given) other than its
+    workload's clean value."""
+    wc = _run_config(run).get("workload_config") or {}
+    for name, defaults in AXIS_DEFAULTS.items():
+        if only not in (None, name) or run["workload"] not in defaults:
+            continue
+        if float(wc.get(name, defaults[run["workload"]])) != float(defaults[run["workload"]]):
+            return True
+    return False
+
+
+def _mean_val(runs: list[dict[str, Any]], key: str) -> float:
+    vals = [r["summary"].get(key) for r in runs]
+    return (
+        mean_std([v for v in vals if _finite(v)])[0] if all(_finite(v) for v in vals) else math.nan
+    )
+
+
+def _grouped_without(
+    runs: list[dict[str, Any]], name: str
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Runs without ablations (or off-axis depth/alpha), grouped by setup with the
+    workload-config field ``name`` left out (so its values share a setup), with its values."""
+    groups: dict[str, tuple[dict, list]] = {}
+    for r in runs:
+        setup, ablation = _setup_of(r)
+        if any(ablation.values()) or _off_axis(r) or name not in setup:
+            continue
+        value = setup.pop(name)
+        groups.setdefault(_key([r["workload"], setup]), (setup, []))[1].append((value, r))
+    return list(groups.values())
+
+
+def weight_decay_experiments(store: Store) -> list[Experiment]:
+    """The paper's weight-decay grid (Fig. 18): per workload, setup and width, the base
+    optimizer and SAM each at its own weight decay chosen on validation (SAM jointly with rho:
+    the (wd, rho) of the best mean validation metric), test at that choice; only setups run at
+    two or more weight decays. A (wd, setting) with a diverged seed is not eligible. The row's
+    ``choices`` hold each optimizer's weight decay."""
+    out = []
+    for setup, pairs in _grouped_without(_reportable(store), "weight_decay"):
+        if len({wd for wd, _ in pairs}) < 2:
+            continue
+        runs = [r for _, r in pairs]
+        protocol = _protocol(runs)
+        by_width: dict[float, list[tuple[float, dict]]] = defaultdict(list)
+        for wd, r in pairs:
+            by_width[r["width"]].append((wd, r))
+        rows = []
+        for width in sorted(by_width):
+            row = _best_over(by_width[width], width, protocol, "weight_decay")
+            if row is not None:
+                rows.append(row)
+        if rows:
+            out.append(
+                Experiment(
+                    runs[0]["workload"],
+                    runs[0]["domain"],
+                    {},
+                    rows,
+                    _base_optimizer(runs),
+                    setup,
+                    protocol=protocol,
+                    kind="best over weight decay",
+                )
+            )
+    return _labelled(out)
+
+
+def _best_over(
+    pairs: list[tuple[float, dict[str, Any]]], width: float, protocol: str, name: str
+) -> WidthRow | None:
+    """Base at its best value of ``name`` and SAM at its best (value, rho, variant), both on
+    the mean validation metric; then ``compare_runs`` on the chosen runs."""
+    done = [r for _, r in pairs if r["status"] == "done" and r.get("summary")]
+    if not done:
+        return None
+    target, mode = done[0]["summary"]["target"], done[0]["summary"]["target_mode"]
+    sign = 1.0 if mode == "max" else -1.0
+    val_key = f"{_PREFIX[protocol]}/val_{target}"
+    settings: dict[tuple, list[dict]] = defaultdict(list)
+    for value, r in pairs:
+        sam = r["optimizer"] == "sam"
+        settings[(sam, value, *(_sam_setting(r) if sam else (0.0, "")))].append(r)
+    best: dict[bool, tuple | None] = {False: None, True: None}
+    for key, rs in sorted(settings.items(), key=lambda kv: str(kv[0])):
+        if any(r["status"] == "diverged" for r in rs):
+            continue  # does not train reliably
+        score = sign * _mean_val([r for r in rs if r["status"] == "done"], val_key)
+        if math.isnan(score):
+            continue
+        if best[key[0]] is None or score > best[key[0]][0]:
+            best[key[0]] = (score, key)
+    if best[False] is None or best[True] is None:
+        return None
+    chosen = settings[best[False][1]] + settings[best[True][1]]
+    row = compare_runs(chosen, width, protocol)
+    if row is not None:
+        row.choices = {f"base {name}": best[False][1][1], f"SAM {name}": best[True][1][1]}
+        row.diverged = sum(r["status"] == "diverged" for _, r in pairs)
+    return row
+
+
+def longer_base_experiments(store: Store, factor: int = 2) -> list[Experiment]:
+    """Compute-matched comparison (App. E: SGD 400 epochs vs SAM 200): per setup and width,
+    the base optimizer's runs at ``factor`` x the epochs of SAM's runs (a SAM step costs two
+    passes), rho chosen on validation as everywhere. ``choices`` hold both epoch counts and,
+    where the base was also run at SAM's epochs, its test metric there (``base at SAM
+    epochs``)."""
+    out = []
+    for setup, pairs in _grouped_without(_reportable(store), "num_epochs"):
+        sam_epochs = sorted({e for e, r in pairs if r["optimizer"] == "sam"})
+        for n in sam_epochs:
+            chosen = [
+                (e, r)
+                for e, r in pairs
+                if (r["optimizer"] == "sam" and e == n)
+                or (r["optimizer"] != "sam" and e == factor * n)
+            ]
+            if not any(r["optimizer"] != "sam" for _, r in chosen):
+                continue
+            runs = [r for _, r in chosen]
+            protocol = _protocol(runs)
+            by_width: dict[float, list[dict]] = defaultdict(list)
+            for r in runs:
+                by_width[r["width"]].append(r)
+            short: dict[float, list[dict]] = defaultdict(list)
+            for e, r in pairs:
+                if r["optimizer"] != "sam" and e == n:
+                    short[r["width"]].append(r)
+            rows = []
+            for width in sorted(by_width):
+                row = compare_runs(by_width[width], width, protocol)
+                if row is None:
+                    continue
+                row.choices = {"base epochs": float(factor * n), "SAM epochs": float(n)}
+                key = f"{_PREFIX[protocol]}/test_{row.target}"
+                tests = [
+                    r["summary"][key]
+                    for r in short.get(width, [])
+                    if r["status"] == "done" and _finite((r.get("summary") or {}).get(key))
+                ]
+                if tests:
+                    row.choices["base at SAM epochs"] = mean_std(tests)[0]
+                rows.append(row)
+            if rows:
+                out.append(
+                    Experiment(
+                        runs[0]["workload"],
+                        runs[0]["domain"],
+                        {},
+                        rows,
+                        _base_optimizer(runs),
+                        {**setup, "num_epochs": n},
+                        protocol=protocol,
+                        kind="SGD 400 epochs vs SAM 200"
+                        if factor == 2
+                        else f"base x{factor} epochs",
+                    )
+                )
+    return _labelled(out)
+
+
+def _labelled(exps: list[Experiment]) -> list[Experiment]:
+    """Each experiment's ``setup`` = the fields that tell it apart from the same workload's."""
+    by_workload: dict[str, list[Experiment]] = defaultdict(list)
+    for e in exps:
+        by_workload[e.workload].append(e)
+    for group in by_workload.values():
+        for e, label in zip(group, _distinguishing([e.config for e in group]), strict=True):
+            e.setup = label
+    return sorted(exps, key=lambda e: (e.workload, e.label))
 
 
 @dataclass

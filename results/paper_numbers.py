@@ -63,9 +63,13 @@ PROTOCOLS = ("best-val", "final")
 test selection); final: test at the last epoch (label noise, PoS without early stopping)"""
 ABLATION_FIELDS = ("label_noise", "sparsity", "match_params_of")
 """workload-config fields whose non-zero runs are ablations (0 = the clean experiment)"""
-KINDS = ("width", "depth", "best over weight decay", "SGD 400 epochs vs SAM 200")
+KINDS = ("width", "depth", "best over weight decay", "SGD 400 epochs vs SAM 200", "alpha")
 """what a reference compares: base vs SAM per width (the tables of results/tables.py), per
-depth, SAM vs SGD each at its best weight decay, SGD trained twice as long as SAM"""
+depth, SAM vs SGD each at its best weight decay, SGD trained twice as long as SAM, per output
+scale alpha of the linearized (lazy) model"""
+AXIS_KINDS = {"depth": "depth", "alpha": "alpha"}
+"""workload-config fields that are a reference's axis (its ``widths`` hold their values):
+field -> kind; such references also require the width they were run at"""
 
 
 @dataclass(frozen=True)
@@ -286,16 +290,18 @@ _REFERENCES: tuple[PaperReference, ...] = (
         ),
         requires={"weight_decay": 1e-4, "depth": 6},
     ),
-    # Depth instead of width (App. E; issue 22). No workload has a depth field yet: these attach
-    # to a gain-vs-depth table once one exists (the axis values are depths, not widths).
+    # Depth instead of width (App. E; issue 22): the gain-vs-depth table (results/tables.py
+    # ablation_table(store, "depth")); the axis values are depths, at one width.
     PaperReference(
         "depth instead of width (App. E)",
         "mnist-mlp",
         PaperResult(
-            (1.0, 2.0, 3.0),  # hidden layers of 1000 units
+            (1.0, 2.0, 3.0),  # hidden layers of 1000 units (mnist-mlp's paper-depth preset)
             (0.113, 0.130, 0.183),
             params=(0.8e6, 1.8e6, 2.8e6),
         ),
+        preset="paper-depth",
+        requires={"width": 1.0, "weight_decay": 1e-4},
         kind="depth",
     ),
     PaperReference(
@@ -306,7 +312,25 @@ _REFERENCES: tuple[PaperReference, ...] = (
             (0.927, 0.963, 0.957),
             params=(4.9e6, 11.2e6, 48.8e6),
         ),
+        requires={"width": 1.0, "weight_decay": 5e-4},
         kind="depth",
+    ),
+    # Linearized (lazy) regime (App. E; issue 22): centred VGG-11 scaled by alpha, squared loss
+    # / alpha^2 (Chizat et al. 2019). SAM at rho 0.001, the paper's reported setting (not
+    # selected): the alpha table shows SAM at each rho beside the one chosen on validation.
+    PaperReference(
+        "linearized regime, VGG-11 (App. E)",
+        "cifar10-vgg11-linearized",
+        PaperResult(
+            (1.0, 10.0, 100.0, 1000.0),  # alpha
+            _diff((88.3, 71.5, 53.5, 53.1), (88.0, 71.0, 52.6, 40.7)),
+            base=(88.3, 71.5, 53.5, 53.1),
+            sam=(88.0, 71.0, 52.6, 40.7),
+            best_rho=(0.001, 0.001, 0.001, 0.001),
+            note="SAM at rho 0.001 (the paper's reported rho, not selected on validation)",
+        ),
+        requires={"width": 1.0, "weight_decay": 0.0},
+        kind="alpha",
     ),
     # Weight-decay grid (Fig. 18): SGD and SAM each at their best wd of {5e-5, 1e-4, 5e-4, 1e-3,
     # 5e-3}; 45k/701k/2.8M/11.2M parameters = 4/16/32/64 filters.
@@ -329,20 +353,24 @@ _REFERENCES: tuple[PaperReference, ...] = (
             (0.19, None, None, None, None, None, 0.79),
             base=(83.79, None, None, None, None, None, 95.99),
         ),
+        requires={"num_epochs": 200},
         kind="SGD 400 epochs vs SAM 200",
     ),
 )
 
 # Issue 22 adds a ``depth`` field to both workloads (hidden layers; BasicBlocks per stage):
 # Fig. 1 and the width ablations are at the standard depth, 2 for both.
+# The weight-decay grid and SGD-400 comparisons are at the standard depth too.
 _DEPTH = {"mnist-mlp": {"depth": 2}, CIFAR: {"depth": 2}}
 REFERENCES: tuple[PaperReference, ...] = tuple(
-    replace(r, when_present=_DEPTH[r.workload]) if r.kind == "width" and r.workload in _DEPTH else r
+    replace(r, when_present=_DEPTH[r.workload]) if r.kind != "depth" and r.workload in _DEPTH else r
     for r in _REFERENCES
 )
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):  # stored JSON lists
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     return a == b
@@ -400,6 +428,7 @@ METRIC_UNITS: dict[str, str] = {
         for w in (
             "mnist-mlp",
             "cifar10-resnet18",
+            "cifar10-vgg11-linearized",
             "cifar10-vit",
             "imagenet-resnet50",
             "sst2-lstm",

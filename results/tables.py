@@ -24,17 +24,20 @@ from pathlib import Path
 
 from results.analysis import (
     ABLATION_FIELDS,
+    AXIS_DEFAULTS,
     Experiment,
     Trend,
     WidthRow,
     ablation_experiments,
     experiments,
     is_late_phase,
+    longer_base_experiments,
     optimizer_label,
     reference_at,
     trend,
+    weight_decay_experiments,
 )
-from results.paper_numbers import metric_unit, paper_at
+from results.paper_numbers import AXIS_KINDS, metric_unit, paper_at
 from results.render import Table, fmt_num, fmt_pm, write_table
 from results.store import Store
 from results.trend import verdict_sentence
@@ -44,6 +47,8 @@ __all__ = [
     "experiment_table",
     "summary_table",
     "ablation_table",
+    "weight_decay_table",
+    "longer_base_table",
     "all_tables",
     "write_tables",
     "summary_experiments",
@@ -84,11 +89,17 @@ def _gain_cell(r: WidthRow | None) -> str:
 
 
 def experiment_table(
-    exps: list[Experiment], title: str, ablation: str | None = None, with_workload: bool = False
+    exps: list[Experiment],
+    title: str,
+    ablation: str | None = None,
+    with_workload: bool = False,
+    per_rho: bool = False,
 ) -> Table:
     """One table over several experiments (setups); a setup column appears when they differ;
     ``ablation`` adds that field's value column. Where rows carry the other protocol's cell
-    (label noise), its base, SAM and gain follow."""
+    (label noise), its base, SAM and gain follow; rows' ``choices`` (each optimizer's weight
+    decay, epochs) get a column each; ``per_rho`` adds SAM's test metric at every rho run.
+    For a depth or alpha ablation the paper's numbers are looked up by that value."""
     with_setup = any(e.label for e in exps)
     refs = {(id(e), id(r)): reference_at(e, r) for e in exps for r in e.rows}
     has_paper = any(ref is not None for ref in refs.values())
@@ -96,11 +107,15 @@ def experiment_table(
     alt = alt_protocols[0] if len(alt_protocols) == 1 else None
     names = {e.base_optimizer for e in exps}
     base = optimizer_label(names.pop()) if len(names) == 1 else "base"
+    choices = list(dict.fromkeys(k for e in exps for r in e.rows for k in r.choices))
+    rhos = sorted({rho for e in exps for r in e.rows for rho in r.sam_by_rho}) if per_rho else []
     columns = (
         (["workload"] if with_workload else [])
         + ["width"]
         + ([ablation] if ablation else [])
+        + choices
         + ["params", base, "SAM", "rho (val)", "gain ± 95% CI", "seeds", "diverged", "protocol"]
+        + [f"SAM rho={rho:g}" for rho in rhos]
         + ([f"{base} ({alt})", f"SAM ({alt})", f"gain ({alt})"] if alt else [])
         + (
             ["paper base", "paper SAM", "paper gain", "paper rho", "paper source"]
@@ -113,11 +128,13 @@ def experiment_table(
     for e in exps:
         for r in e.rows:
             ref = refs[(id(e), id(r))]
-            p = {k: paper_at(ref.result if ref else None, r.width, k) for k in _PAPER_KEYS}
+            axis = r.ablation_value if ablation in AXIS_KINDS else r.width
+            p = {k: paper_at(ref.result if ref else None, axis, k) for k in _PAPER_KEYS}
             cells = (
                 ([e.workload] if with_workload else [])
                 + [_width(r.width)]
                 + ([fmt_num(r.ablation_value, "g")] if ablation else [])
+                + [fmt_num(r.choices.get(k), "g") for k in choices]
                 + [
                     _params(r.params),
                     fmt_pm(*r.base),
@@ -128,6 +145,7 @@ def experiment_table(
                     str(r.diverged),
                     r.protocol,
                 ]
+                + [fmt_pm(*r.sam_by_rho[rho]) if rho in r.sam_by_rho else "-" for rho in rhos]
                 + (
                     [
                         fmt_pm(*r.alt.base) if r.alt else "-",
@@ -167,6 +185,8 @@ def experiment_table(
                 "gain_ci95": r.gain_ci95,
                 "seeds": r.seeds,
                 "diverged": r.diverged,
+                **{k: r.choices.get(k) for k in choices},
+                **{f"sam_rho_{rho:g}_mean": r.sam_by_rho.get(rho, (None,))[0] for rho in rhos},
             }
             if r.alt is not None:
                 record.update(
@@ -335,13 +355,48 @@ def findings(pairs: list[tuple[Experiment, Trend]]) -> list[str]:
     return lines
 
 
+_ABLATION_TITLES = {
+    "depth": "Ablation: gain vs depth (App. E; mnist-mlp hidden layers, ResNet BasicBlocks per "
+    "stage)",
+    "alpha": "Ablation: linearized regime, gain vs output scale alpha (App. E; centred VGG-11, "
+    "MSE / alpha^2)",
+}
+
+
 def ablation_table(store: Store, field_name: str) -> Table | None:
-    """Rows by (workload, width, value of ``field_name``); None when no run has the ablation."""
+    """Rows by (workload, width, value of ``field_name``); None when no run has the ablation.
+    The alpha table also shows SAM at every rho (the paper reports SAM at rho 0.001)."""
     exps = ablation_experiments(store, field_name)
     if not exps:
         return None
-    title = f"Ablation: {field_name} (test metric; units as in each workload's table)"
-    return experiment_table(exps, title, ablation=field_name, with_workload=True)
+    title = _ABLATION_TITLES.get(
+        field_name, f"Ablation: {field_name} (test metric; units as in each workload's table)"
+    )
+    return experiment_table(
+        exps, title, ablation=field_name, with_workload=True, per_rho=field_name == "alpha"
+    )
+
+
+def weight_decay_table(store: Store) -> Table | None:
+    """Fig. 18: base and SAM each at the weight decay chosen on validation (SAM jointly with
+    rho), per width; None without a setup run at two or more weight decays."""
+    exps = weight_decay_experiments(store)
+    if not exps:
+        return None
+    title = "Weight-decay grid: gain with each optimizer at its best weight decay (Fig. 18)"
+    return experiment_table(exps, title, with_workload=True)
+
+
+def longer_base_table(store: Store) -> Table | None:
+    """App. E: the base optimizer trained for twice SAM's epochs (compute-matched) vs SAM;
+    None without such pairs."""
+    exps = longer_base_experiments(store)
+    if not exps:
+        return None
+    title = (
+        "Compute-matched: base optimizer for 2x SAM's epochs vs SAM (App. E, SGD 400 vs SAM 200)"
+    )
+    return experiment_table(exps, title, with_workload=True)
 
 
 def _workloads(store: Store, only: str | None) -> list[str]:
@@ -377,8 +432,12 @@ def write_tables(store: Store, results_dir: str | Path, workload: str | None = N
     summary = summary_table(every)
     write_table(summary, folder, "summary" if workload is None else f"summary_{workload}")
     out += [summary.to_markdown(), *per_workload]
-    for field_name in ABLATION_FIELDS:
-        table = ablation_table(store, field_name)
+    extra = {"weight_decay_grid": weight_decay_table, "base_2x_epochs": longer_base_table}
+    for field_name in (*ABLATION_FIELDS, *AXIS_DEFAULTS, *extra):
+        if field_name in extra:
+            table = extra[field_name](store)
+        else:
+            table = ablation_table(store, field_name)
         if table is not None and workload is not None:
             keep = [i for i, r in enumerate(table.records) if r["workload"] == workload]
             table.rows = [table.rows[i] for i in keep]
