@@ -1,10 +1,15 @@
-"""The training loop every supervised workload shares: one run, from config to store row.
+"""The training loop every supervised workload shares: runs, from config to store rows.
 
 config -> workload.build_model -> (SAM or base) steps over workload.train_batches ->
 workload.evaluate every ``eval_every`` epochs -> metric rows and a checkpoint -> final row.
 Both protocols are stored in every run's summary: ``best/{epoch,val_<t>,test_<t>}`` at the
 epoch of the best ``val/<target>`` (model selection) and ``final/{epoch,val_<t>,test_<t>}`` at
 the last epoch (always evaluated); ``RunConfig.protocol`` says which one the experiment reports.
+
+One epoch loop (``train_members``) trains a ``Trainee``: one model (``SingleModel``, here), or
+several seeds of one run stacked into a vmapped seed ensemble (``runners/train_ensemble.py``).
+Each run it trains is a ``Member`` with its own typed ``RunState``, metric rows and
+checkpoint, written by the same code in both modes.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -31,8 +36,10 @@ from runners.checkpoint import (
     save_checkpoint,
 )
 from runners.config import RunConfig
+from runners.lease import leased  # issue 20, finding 1: a run is claimed before it trains
 from samcore import (
     LRSchedule,
+    StepResult,
     build_optimizer,
     build_scheduler,
     count_params,
@@ -43,7 +50,20 @@ from samcore import (
     train_step,
 )
 
-__all__ = ["Execution", "RunOutcome", "train_run", "git_commit", "hardware_string"]
+__all__ = [
+    "Execution",
+    "RunOutcome",
+    "RunState",
+    "Member",
+    "Trainee",
+    "SingleModel",
+    "train_run",
+    "train_members",
+    "git_commit",
+    "hardware_string",
+]
+
+_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -64,6 +84,72 @@ class RunOutcome:
     status: str  # done | diverged | failed | skipped
     summary: dict[str, Any]
     message: str
+
+
+@dataclass
+class RunState:
+    """One run's loop bookkeeping: what a checkpoint resumes from (stored as plain data)."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimizer steps taken
+    wall_time_s: float = 0.0  # training time (an ensemble member: its share)
+    examples: int = 0  # training examples seen
+    passes: int = 0  # forward-backward passes (a SAM step costs two)
+    best: dict[str, Any] | None = None  # {epoch, step, val, test} at the best val/<target>
+    last: dict[str, Any] | None = None  # the same at the last evaluation (final protocol)
+    diverged_step: int | None = None  # first step with a non-finite loss, if any
+
+    def to_payload(self) -> dict[str, Any]:
+        """Plain data for the checkpoint (``torch.load(weights_only=True)`` reads it back);
+        optional fields only when set, the layout checkpoints always had."""
+        payload = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "best": self.best,
+            "wall_time_s": self.wall_time_s,
+            "examples": self.examples,
+            "passes": self.passes,
+        }
+        if self.last is not None:
+            payload["last"] = self.last
+        if self.diverged_step is not None:
+            payload["diverged_step"] = self.diverged_step
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> RunState:
+        """The inverse of ``to_payload`` (checked by ``restore_training_state`` first)."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in payload.items() if k in names})
+
+
+@dataclass
+class Member:
+    """One run the loop trains: its config, state, stored config and, once closed, its end."""
+
+    cfg: RunConfig
+    state: RunState
+    full_config: dict[str, Any]
+    closed: tuple[str, str | None] | None = None  # (status, error): trained no further
+
+
+class Trainee(Protocol):
+    """What the epoch loop steps: ``module`` under ``optimizer``, for ``num_members`` runs."""
+
+    module: torch.nn.Module  # handed to samcore.train_step
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    loss_fn: Callable[..., Any]
+    num_members: int
+    n_params: int  # of one member's model
+    label: str  # the progress bar's description
+
+    def train(self) -> None: ...  # the models in train mode
+    def batches(self, epoch: int) -> Iterable[Any]: ...  # the epoch's training batches
+    def member_losses(self, res: StepResult) -> torch.Tensor: ...  # (num_members,) loss at w
+    def member_model(self, s: int) -> torch.nn.Module: ...  # member s as a plain model
+    def checkpoint(self, s: int) -> dict[str, Any]: ...  # member s's model/optimizer/rng...
 
 
 def git_commit() -> str:
@@ -90,9 +176,6 @@ def hardware_string(device: torch.device) -> str:
         f"{platform.node()} {device.type}:{name or platform.machine()} "
         f"threads={torch.get_num_threads()} torch={torch.__version__}"
     )
-
-
-_rng_state = capture_rng_state  # the name runners/train_ensemble.py imports
 
 
 def checkpoint_path(results_dir: Path, run_id: str) -> Path:
@@ -152,6 +235,82 @@ def run_optimizer(
     )
 
 
+def run_scheduler(optimizer: torch.optim.Optimizer, workload: Workload) -> Any:
+    """The workload's LR schedule over all of its steps (per-step ``scheduler.step()``)."""
+    c = workload.config
+    total_steps = c.num_epochs * workload.steps_per_epoch()
+    return build_scheduler(
+        optimizer,
+        LRSchedule(c.lr_schedule, total_steps, tuple(c.lr_milestones), c.lr_gamma, c.warmup_steps),
+    )
+
+
+def run_label(cfg: RunConfig, who: str) -> str:
+    rho = f" rho={cfg.rho:g}" if cfg.optimizer == "sam" else ""
+    return f"{cfg.workload} {cfg.optimizer}{rho} {who}"
+
+
+class SingleModel:
+    """One run's model, optimizer, schedule and scaler (the loop's plain mode)."""
+
+    def __init__(self, workload: Workload, cfg: RunConfig, ex: Execution) -> None:
+        self.workload, self.cfg = workload, cfg
+        seed_everything(cfg.seed)
+        torch.manual_seed(stream_seed(cfg.seed, "init"))  # init stream, independent of data order
+        model = workload.build_model(cfg.width).to(torch.device(ex.device))
+        if ex.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # 4-D tensors only; others as is
+        self.model = model
+        # The compiled wrapper shares the model's parameters; checkpoints and evaluation use
+        # the plain model, so state_dict keys stay the same with and without --compile.
+        self.module = torch.compile(model) if ex.compile else model
+        self.n_params = count_params(model)
+        self.optimizer = run_optimizer(cfg, workload.config, model)
+        self.scheduler = run_scheduler(self.optimizer, workload)
+        device_type = torch.device(ex.device).type
+        self.scaler = torch.amp.GradScaler(device_type) if cfg.precision == "fp16" else None
+        self.loss_fn = workload.loss
+        self.num_members = 1
+        self.label = run_label(cfg, f"w{format_width(cfg.width)} s{cfg.seed}")
+        seed_everything(stream_seed(cfg.seed, "dropout"))  # what the global generator serves now
+
+    def train(self) -> None:
+        self.model.train()
+
+    def batches(self, epoch: int) -> Iterable[Any]:
+        return self.workload.train_batches(
+            epoch, make_generator(self.cfg.seed, f"data-order/{epoch}")
+        )
+
+    def member_losses(self, res: StepResult) -> torch.Tensor:
+        return res.loss.detach().reshape(1)
+
+    def member_model(self, s: int) -> torch.nn.Module:
+        return self.model
+
+    def checkpoint(self, s: int) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": capture_rng_state(),
+        }
+
+    def resume(self, run_id: str, results_dir: Path) -> tuple[RunState | None, list[str]]:
+        """The newest checkpoint that fits, loaded into the model, optimizer, schedule, scaler
+        and generators; its state (None: none fits) and the warnings about those refused."""
+        payload, warnings = load_checkpoint(
+            checkpoint_path(results_dir, run_id),
+            run_id,
+            lambda p: restore_training_state(
+                p, self.model, self.optimizer, self.scheduler, self.scaler
+            ),
+        )
+        return (RunState.from_payload(payload["state"]) if payload else None), warnings
+
+
+@leased
 def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -> RunOutcome:
     """Train one run (or skip it if done, or resume it from its checkpoint) and store it."""
     run_id = cfg.run_id
@@ -160,197 +319,205 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     # killed ones, still 'running', are run again).
     if row is not None and row["status"] in ("done", "diverged"):
         return RunOutcome(run_id, "skipped", row["summary"] or {}, f"already {row['status']}")
-
     if workload.owns_loop:
         return _train_owned_loop(workload, cfg, store, ex)
-    c = workload.config
-    device = torch.device(ex.device)
-    target = workload.target
-    seed_everything(cfg.seed)
-    torch.manual_seed(stream_seed(cfg.seed, "init"))  # init stream, independent of data order
-    model = workload.build_model(cfg.width).to(device)
-    if ex.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # 4-D tensors only; others as is
-    # The compiled wrapper shares the model's parameters; checkpoints and evaluation use the
-    # plain model, so state_dict keys stay the same with and without --compile.
-    step_model = torch.compile(model) if ex.compile else model
-    n_params = count_params(model)
-    optimizer = run_optimizer(cfg, c, model)
-    steps_per_epoch = workload.steps_per_epoch()
-    total_steps = c.num_epochs * steps_per_epoch
-    scheduler = build_scheduler(
-        optimizer,
-        LRSchedule(c.lr_schedule, total_steps, tuple(c.lr_milestones), c.lr_gamma, c.warmup_steps),
-    )
-    autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
-    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
-    seed_everything(stream_seed(cfg.seed, "dropout"))  # what the global generator serves now
 
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "step": 0,
-        "best": None,
-        "wall_time_s": 0.0,
-        "examples": 0,
-        "passes": 0,
-    }
-    ckpt = checkpoint_path(ex.results_dir, run_id)
-    notes: list[str] = []
+    trainee = SingleModel(workload, cfg, ex)
+    state, notes = RunState(), []
     if row is not None:  # a run that was killed or failed: resume from its checkpoint
         # a checkpoint that does not fit (another code version) is refused like a corrupt one
-        payload, warnings = load_checkpoint(
-            ckpt, run_id, lambda p: restore_training_state(p, model, optimizer, scheduler, scaler)
-        )
+        resumed, warnings = trainee.resume(run_id, ex.results_dir)
         for warning in warnings:  # corrupt files are said on stderr, never loaded
             tqdm.write(f"warning: {warning}", file=sys.stderr)
-        if payload is not None:
-            state = payload["state"]
-            notes.append(f"resumed from epoch {state['epoch']} (step {state['step']})")
+        if resumed is not None:
+            state = resumed
+            notes.append(f"resumed from epoch {state.epoch} (step {state.step})")
         else:
             notes.append("no usable checkpoint; starting from scratch")
-        store.delete_metrics_after(run_id, state["step"] if payload is not None else -1)
+        store.delete_metrics_after(run_id, state.step if resumed is not None else -1)
 
-    full_config = record_start(store, cfg, ex, workload.domain, n_params)
-    label = (
-        f"{cfg.workload} {cfg.optimizer}{'' if cfg.optimizer != 'sam' else f' rho={cfg.rho:g}'} "
-        f"w{format_width(cfg.width)} s{cfg.seed}"
-    )
+    member = Member(cfg, state, record_start(store, cfg, ex, workload.domain, trainee.n_params))
     for note in notes:
-        tqdm.write(f"{label}: {note}")
+        tqdm.write(f"{trainee.label}: {note}")
+    train_members(workload, trainee, [member], store, ex)
+    return finish_run(store, ex, workload, trainee.n_params, member, precision=cfg.precision)
 
+
+def train_members(
+    workload: Workload, trainee: Trainee, members: list[Member], store: Store, ex: Execution
+) -> None:
+    """The epoch loop: train ``members`` (runs that differ in their seed at most, all at the
+    same epoch) from their state to the workload's last epoch, writing each one's metric rows
+    and checkpoints; leaves each member's ``closed`` as (status, error) or None (done).
+
+    A member whose loss or validation metric is non-finite is closed as diverged while the
+    others go on. Ctrl-C closes the open ones as interrupted and is raised again; a full store
+    is raised (rerunning resumes); any other error fails every open member."""
+    c = workload.config
     bar = tqdm(
         total=c.num_epochs,
-        initial=state["epoch"],
-        desc=label,
+        initial=members[0].state.epoch,
+        desc=trainee.label,
         leave=False,
         disable=None if ex.progress else True,
         dynamic_ncols=True,
     )
-    status, error = "done", None
     try:
-        for epoch in range(state["epoch"], c.num_epochs):
-            t0 = time.perf_counter()
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            first_bad_step = torch.full((), math.inf, device=device)  # no per-step host sync
-            step_t = torch.full((), float(state["step"]), device=device)
-            grad_norm = e_norm = None
-            n_steps = skipped = 0
-            gen = make_generator(cfg.seed, f"data-order/{epoch}")
-            for batch in workload.train_batches(epoch, gen):
-                measure = n_steps == steps_per_epoch - 1
-                # late-phase SAM: the ascent only inside [sam_start, sam_end) of training
-                ascent = cfg.optimizer == "sam" and cfg.sam_active(state["step"], total_steps)
-                res = train_step(
-                    step_model,
-                    optimizer,
-                    workload.loss,
-                    batch,
-                    micro_batch_size=cfg.micro_batch_size or None,
-                    scaler=scaler,
-                    autocast_dtype=autocast_dtype,
-                    m_sharpness=cfg.m_sharpness or None,
-                    measure_perturbation=measure,
-                    split=getattr(workload, "split_batch", None),
-                    ascent=ascent,
-                )
-                scheduler.step()
-                loss = res.loss.detach().to(device)
-                loss_sum += loss
-                first_bad_step = torch.where(
-                    torch.isfinite(loss), first_bad_step, torch.minimum(first_bad_step, step_t)
-                )
-                step_t += 1
-                skipped += bool(res.skipped) if scaler is not None else 0  # synced by the scaler
-                if res.grad_norm is not None:
-                    grad_norm = res.grad_norm
-                if res.perturbation_norm is not None:
-                    e_norm = res.perturbation_norm
-                state["step"] += 1
-                n_steps += 1
-                state["examples"] += c.batch_size
-                state["passes"] += 2 if ascent else 1
-            state["epoch"] = epoch + 1
-            state["wall_time_s"] += time.perf_counter() - t0
-            bad = first_bad_step.item()
-            row_metrics: dict[str, float] = {
-                "train/loss_first_pass": (loss_sum / max(n_steps, 1)).item(),
-                "train/lr": scheduler.get_last_lr()[0],
-                "time/wall_s": state["wall_time_s"],
-                "time/examples_seen": state["examples"],
-                "time/forward_backward_passes": state["passes"],
-            }
-            if scaler is not None:
-                row_metrics["train/skipped_steps"] = skipped
-                row_metrics["train/loss_scale"] = scaler.get_scale()
-            if grad_norm is not None:
-                row_metrics["sam/grad_norm"] = grad_norm.item()
-            if e_norm is not None:
-                row_metrics["sam/perturbation_norm"] = e_norm.item()
-            if math.isfinite(bad):
-                status, error = "diverged", f"non-finite training loss at step {int(bad)}"
-                state["diverged_step"] = int(bad)
-                store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
-                break
-            if state["epoch"] % c.eval_every == 0 or state["epoch"] == c.num_epochs:
-                evals, diverged = evaluate_and_select(workload, model, cfg, state)
-                row_metrics.update(evals)
-                if diverged:
-                    status, error = "diverged", diverged
-                    store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
-                    break
-                store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
-                save_checkpoint(
-                    ckpt,
-                    {
-                        "run_id": run_id,
-                        "config": full_config,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if scaler is not None else None,
-                        "rng": _rng_state(),
-                        "state": state,
-                    },
-                )
-                if ex.verbose:
-                    shown = " ".join(f"{k} {v:.4g}" for k, v in evals.items())
-                    tqdm.write(
-                        f"{label} | epoch {state['epoch']}/{c.num_epochs} "
-                        f"step {state['step']} | {shown}"
-                    )
-            else:
-                store.log_metrics(run_id, state["step"], state["epoch"], row_metrics)
+        for epoch in range(members[0].state.epoch, c.num_epochs):
+            totals = _train_epoch(workload, trainee, members[0].cfg, epoch, members[0].state.step)
+            for s, member in enumerate(members):
+                if member.closed is None:
+                    _end_epoch(workload, trainee, s, member, totals, store, ex)
             bar.update(1)
-            bar.set_postfix(loss=f"{row_metrics['train/loss_first_pass']:.4g}")
+            bar.set_postfix(loss=f"{totals.mean_losses[0]:.4g}")
+            if all(m.closed is not None for m in members):
+                break
     except KeyboardInterrupt:
-        store.finish_run(
-            run_id,
-            "interrupted",
-            error="interrupted",
-            wall_time_s=state["wall_time_s"],
-            last_step=state["step"],
-        )
+        for member in members:
+            if member.closed is None:
+                store.finish_run(
+                    member.cfg.run_id,
+                    "interrupted",
+                    error="interrupted",
+                    wall_time_s=member.state.wall_time_s,
+                    last_step=member.state.step,
+                )
         raise
     except StoreError:  # disk full: nothing more can be recorded; rerunning resumes
         raise
-    except Exception as exc:  # recorded, and the grid goes on
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # recorded for every open member, and the grid goes on
+        for member in members:
+            if member.closed is None:
+                member.closed = ("failed", f"{type(exc).__name__}: {exc}")
     finally:
         bar.close()
 
-    return finish_run(
-        store, ex, run_id, target, n_params, state, status, error, precision=cfg.precision
-    )
+
+@dataclass
+class _EpochTotals:
+    """What one epoch of steps measured, per member (tensors read once, at its end)."""
+
+    epoch: int
+    steps: int = 0
+    ascents: int = 0  # steps that took SAM's ascent (two passes)
+    seconds: float = 0.0
+    mean_losses: list[float] = field(default_factory=list)
+    first_bad_steps: list[float] = field(default_factory=list)  # inf: all losses finite
+    grad_norm: torch.Tensor | None = None  # the last one measured, per member
+    perturbation_norm: torch.Tensor | None = None
+    skipped: int = 0  # GradScaler skipped steps
+
+
+def _train_epoch(
+    workload: Workload, trainee: Trainee, cfg: RunConfig, epoch: int, step: int
+) -> _EpochTotals:
+    """One epoch of ``train_step`` calls from optimizer step ``step`` on."""
+    t0 = time.perf_counter()
+    totals = _EpochTotals(epoch)
+    device = next(trainee.module.parameters()).device
+    steps_per_epoch = workload.steps_per_epoch()
+    total_steps = workload.config.num_epochs * steps_per_epoch
+    trainee.train()
+    loss_sum = torch.zeros(trainee.num_members, device=device)
+    first_bad = torch.full((trainee.num_members,), math.inf, device=device)  # no host sync
+    step_t = torch.full((), float(step), device=device)
+    for batch in trainee.batches(epoch):
+        # late-phase SAM: the ascent only inside [sam_start, sam_end) of training
+        ascent = cfg.optimizer == "sam" and cfg.sam_active(step + totals.steps, total_steps)
+        res = train_step(
+            trainee.module,
+            trainee.optimizer,
+            trainee.loss_fn,
+            batch,
+            micro_batch_size=cfg.micro_batch_size or None,
+            scaler=trainee.scaler,
+            autocast_dtype=_AUTOCAST[cfg.precision],
+            m_sharpness=cfg.m_sharpness or None,
+            measure_perturbation=totals.steps == steps_per_epoch - 1,
+            split=getattr(workload, "split_batch", None),
+            ascent=ascent,
+        )
+        trainee.scheduler.step()
+        losses = trainee.member_losses(res).to(device)
+        loss_sum += losses
+        first_bad = torch.where(torch.isfinite(losses), first_bad, torch.minimum(first_bad, step_t))
+        step_t += 1
+        if trainee.scaler is not None:
+            totals.skipped += bool(res.skipped)  # synced by the scaler anyway
+        if res.grad_norm is not None:
+            totals.grad_norm = res.grad_norm.reshape(-1)
+        if res.perturbation_norm is not None:
+            totals.perturbation_norm = res.perturbation_norm.reshape(-1)
+        totals.steps += 1
+        totals.ascents += ascent
+    totals.seconds = time.perf_counter() - t0
+    totals.mean_losses = (loss_sum / max(totals.steps, 1)).tolist()
+    totals.first_bad_steps = first_bad.tolist()
+    return totals
+
+
+def _end_epoch(
+    workload: Workload,
+    trainee: Trainee,
+    s: int,
+    member: Member,
+    totals: _EpochTotals,
+    store: Store,
+    ex: Execution,
+) -> None:
+    """Member ``s``'s end of an epoch: its state, metric row, evaluation and checkpoint."""
+    c, st, run_id = workload.config, member.state, member.cfg.run_id
+    st.epoch, st.step = totals.epoch + 1, st.step + totals.steps
+    st.wall_time_s += totals.seconds / trainee.num_members  # an ensemble member's share
+    st.examples += totals.steps * c.batch_size
+    st.passes += totals.steps + totals.ascents
+    row: dict[str, float] = {
+        "train/loss_first_pass": totals.mean_losses[s],
+        "train/lr": trainee.scheduler.get_last_lr()[0],
+        "time/wall_s": st.wall_time_s,
+        "time/examples_seen": st.examples,
+        "time/forward_backward_passes": st.passes,
+    }
+    if trainee.scaler is not None:
+        row["train/skipped_steps"] = totals.skipped
+        row["train/loss_scale"] = trainee.scaler.get_scale()
+    if totals.grad_norm is not None:
+        row["sam/grad_norm"] = totals.grad_norm[s].item()
+    if totals.perturbation_norm is not None:
+        row["sam/perturbation_norm"] = totals.perturbation_norm[s].item()
+    bad = totals.first_bad_steps[s]
+    if math.isfinite(bad):
+        member.closed = ("diverged", f"non-finite training loss at step {int(bad)}")
+        st.diverged_step = int(bad)
+    elif st.epoch % c.eval_every == 0 or st.epoch == c.num_epochs:
+        evals, diverged = evaluate_and_select(workload, trainee.member_model(s), member.cfg, st)
+        row.update(evals)
+        if diverged:
+            member.closed = ("diverged", diverged)
+        else:
+            store.log_metrics(run_id, st.step, st.epoch, row)
+            payload = {"run_id": run_id, "config": member.full_config, **trainee.checkpoint(s)}
+            save_checkpoint(
+                checkpoint_path(ex.results_dir, run_id), {**payload, "state": st.to_payload()}
+            )
+            if ex.verbose:
+                shown = " ".join(f"{k} {v:.4g}" for k, v in evals.items())
+                who = f" seed {member.cfg.seed}" if trainee.num_members > 1 else ""
+                tqdm.write(
+                    f"{trainee.label}{who} | epoch {st.epoch}/{c.num_epochs} "
+                    f"step {st.step} | {shown}"
+                )
+            return
+    store.log_metrics(run_id, st.step, st.epoch, row)
 
 
 def evaluate_and_select(
-    workload: Workload, model: torch.nn.Module, cfg: RunConfig, state: dict[str, Any]
+    workload: Workload, model: torch.nn.Module, cfg: RunConfig, state: RunState
 ) -> tuple[dict[str, float], str | None]:
-    """Evaluate ``model`` (eval mode) after ``state["epoch"]`` epochs and keep the best epoch
-    by ``val/<target>`` in ``state["best"]`` (its test metric is the one reported). Returns
+    """Evaluate ``model`` (eval mode) after ``state.epoch`` epochs and keep the best epoch
+    by ``val/<target>`` in ``state.best`` (its test metric is the one reported). Returns
     the metrics and, if the validation metric is not finite, the divergence message (the
-    step goes into ``state["diverged_step"]``)."""
+    step goes into ``state.diverged_step``)."""
     target = workload.target
     model.eval()
     evals = workload.evaluate(model)
@@ -358,37 +525,31 @@ def evaluate_and_select(
     if val is None:
         raise KeyError(f"{cfg.workload}.evaluate() returned no val/{target.name}")
     if not math.isfinite(val):
-        state["diverged_step"] = state["step"]
-        return evals, f"non-finite val/{target.name} at epoch {state['epoch']}"
+        state.diverged_step = state.step
+        return evals, f"non-finite val/{target.name} at epoch {state.epoch}"
     point = {
-        "epoch": state["epoch"],
-        "step": state["step"],
+        "epoch": state.epoch,
+        "step": state.step,
         "val": val,
         "test": evals.get(f"test/{target.name}", math.nan),
     }
-    state["last"] = point  # the final-epoch protocol: the last evaluation (the last epoch)
-    if state["best"] is None or target.better(val, state["best"]["val"]):
-        state["best"] = dict(point)
+    state.last = point  # the final-epoch protocol: the last evaluation (the last epoch)
+    if state.best is None or target.better(val, state.best["val"]):
+        state.best = dict(point)
     return evals, None
 
 
 def finish_run(
-    store: Store,
-    ex: Execution,
-    run_id: str,
-    target: Any,
-    n_params: int,
-    state: dict[str, Any],
-    status: str,
-    error: str | None,
-    **extra: Any,
+    store: Store, ex: Execution, workload: Workload, n_params: int, member: Member, **extra: Any
 ) -> RunOutcome:
-    """Store a trained run's summary and final status (``extra`` goes into the summary).
+    """Store a trained member's summary and final status (``extra`` goes into the summary).
 
     ``final/*`` is the last evaluation of a run that finished (status done), which is the last
     epoch's; a diverged or failed run has no final model to report (None)."""
-    best = state["best"] or {}
-    last = (state.get("last") or {}) if status == "done" else {}
+    target, st, run_id = workload.target, member.state, member.cfg.run_id
+    status, error = member.closed or ("done", None)
+    best = st.best or {}
+    last = (st.last or {}) if status == "done" else {}
     summary = {
         "target": target.name,
         "target_mode": target.mode,
@@ -399,22 +560,17 @@ def finish_run(
         "final/epoch": last.get("epoch"),
         f"final/val_{target.name}": last.get("val"),
         f"final/test_{target.name}": last.get("test"),
-        "steps": state["step"],
-        "epochs": state["epoch"],
-        "examples_seen": state["examples"],
-        "forward_backward_passes": state["passes"],
-        "wall_time_s": state["wall_time_s"],
+        "steps": st.step,
+        "epochs": st.epoch,
+        "examples_seen": st.examples,
+        "forward_backward_passes": st.passes,
+        "wall_time_s": st.wall_time_s,
         **extra,
     }
-    if "diverged_step" in state:
-        summary["diverged_step"] = state["diverged_step"]
+    if st.diverged_step is not None:
+        summary["diverged_step"] = st.diverged_step
     store.finish_run(
-        run_id,
-        status,
-        summary=summary,
-        error=error,
-        wall_time_s=state["wall_time_s"],
-        last_step=state["step"],
+        run_id, status, summary=summary, error=error, wall_time_s=st.wall_time_s, last_step=st.step
     )
     if status == "done":  # keep only the final model
         Path(str(checkpoint_path(ex.results_dir, run_id)) + ".prev").unlink(missing_ok=True)
