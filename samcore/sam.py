@@ -270,23 +270,44 @@ class SAM(torch.optim.Optimizer):
 
     @_eager
     @torch.no_grad()
-    def second_step(self, zero_grad: bool = False) -> None:
-        """Back to w, then the base optimizer's step with the gradient taken at w + e."""
+    def second_step(
+        self, zero_grad: bool = False, scaler: torch.amp.GradScaler | None = None
+    ) -> None:
+        """Back to w, then the base optimizer's step with the gradient taken at w + e.
+
+        scaler: a ``torch.amp.GradScaler`` whose scaled second pass filled the gradients:
+            they are unscaled with the base optimizer's own scaler state (so this pass is
+            inf-checked apart from the first) and ``scaler.step`` skips the update if it
+            overflowed; the caller calls ``scaler.update()``."""
         if not self._climbed:
             raise RuntimeError("second_step called without first_step")
+        if scaler is not None:
+            scaler.unscale_(self.base_optimizer)
         self.unperturb()
-        self.base_optimizer.step()
-        self._opt_called = True  # tells torch LR schedulers a step happened (two-step API)
+        self.base_step(scaler)
         if zero_grad:
             self.zero_grad()
+
+    def base_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
+        """The base optimizer's step with the gradients in ``.grad`` as they are, at the
+        current weights (no ascent): late-phase SAM's plain steps, m-sharpness's update with
+        the averaged perturbed gradients, and ``second_step``'s update. Through ``scaler``
+        when given (``scaler.step``); LR schedulers see it as this optimizer's step."""
+        if scaler is None:
+            self.base_optimizer.step()
+        else:
+            scaler.step(self.base_optimizer)
+        self._opt_called = True  # tells torch LR schedulers a step happened (two-step API)
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
         """SAM step as davda54/sam and pytorch_optimizer define it: the caller has already run
         the forward-backward pass at w (``loss.backward()``); this climbs to w + e (dropping
         that gradient), evaluates ``closure`` (forward, backward, return the loss) once there,
-        and updates w.
-        Returns the closure's loss (at w + e). For both passes from one closure, with the same
-        dropout masks in each, use ``two_pass_step``.
+        and updates w. Returns the closure's loss (at w + e).
+
+        The closure draws fresh dropout masks (SAM never saw the random state your pass at w
+        started from), as with davda54/sam. For both passes from one closure with the same
+        masks, use ``two_pass_step`` (or ``train_step``).
         """
         if closure is None:
             raise ValueError(
