@@ -9,13 +9,18 @@ Tables:
            resumed run rewrites rather than duplicates the rows after its checkpoint.
   measures one value per (run_id, name) measured after training (lambda_max, sharpness, ...),
            with its settings as details (JSON); measuring again replaces the row.
+  leases   one row per run being trained right now: run_id, owner (host:pid:token), host,
+           pid, heartbeat (unix time), claimed_at. Claimed before training and deleted after,
+           so two invocations on one results folder never train the same run (issue 20,
+           finding 1; runners/lease.py holds and heartbeats them).
 
 The schema version is the file's ``PRAGMA user_version`` (``SCHEMA_VERSION``). Opening a store
 first runs SQLite's ``quick_check`` and reads the version and tables, and only then writes: a
 damaged file, a newer schema, or another program's database is refused with ``StoreError``
 and left byte for byte as it was (issue 20, finding 5). Older stores of this suite are
 upgraded in one transaction: version 0 (unstamped, from before versions existed) with this
-suite's tables counts as version 1; version 1 -> 2 adds the ``interrupted`` status.
+suite's tables counts as version 1; version 1 -> 2 adds the ``interrupted`` status; 2 -> 3
+adds the ``leases`` table.
 Imports neither torch nor domains: tables and figures are built from this file alone.
 """
 
@@ -32,7 +37,7 @@ from typing import Any
 __all__ = ["Store", "STATUSES", "StoreError", "SCHEMA_VERSION"]
 
 STATUSES = ("running", "done", "diverged", "failed", "interrupted")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _RUNS_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -79,6 +84,14 @@ _SCHEMA = [
 )""",
     "CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, status)",
 ]
+_LEASES_TABLE = """CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    heartbeat REAL NOT NULL,
+    claimed_at TEXT
+)"""
 
 # The columns of each table (versions 1 and 2 differ only in the status CHECK constraint).
 _COLUMNS = {
@@ -89,6 +102,7 @@ _COLUMNS = {
     ),
     "metrics": ("run_id", "step", "epoch", "key", "value"),
     "measures": ("run_id", "name", "value", "details", "measured_at"),
+    "leases": ("run_id", "owner", "host", "pid", "heartbeat", "claimed_at"),
 }  # fmt: skip
 _SQLITE_FULL = 13  # "database or disk is full"
 
@@ -119,8 +133,16 @@ def _add_interrupted_status(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS runs_by_workload ON runs (workload, status)")
 
 
+def _add_leases(db: sqlite3.Connection) -> None:
+    """Version 2 -> 3: the table of runs being trained now (no run holds a lease yet)."""
+    db.execute(_LEASES_TABLE)
+
+
 # _UPGRADES[v] takes a store from version v to v + 1, inside the caller's transaction.
-_UPGRADES: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_interrupted_status}
+_UPGRADES: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _add_interrupted_status,
+    2: _add_leases,
+}
 
 
 class Store:
@@ -203,6 +225,8 @@ class Store:
             fresh = "runs" not in self._tables()
             for statement in _SCHEMA:  # an unstamped store may predate the measures table
                 self._db.execute(statement)
+            if fresh:  # older stores get it from their upgrade step
+                self._db.execute(_LEASES_TABLE)
             version = SCHEMA_VERSION if fresh else max(version, 1)
             while version < SCHEMA_VERSION:
                 _UPGRADES[version](self._db)
@@ -351,6 +375,53 @@ class Store:
         if key is not None:
             sql, params = sql + " AND key = ?", params + [key]
         return [dict(r) for r in self._db.execute(sql + " ORDER BY step, key", params)]
+
+    # ------------------------------------------------------------------ leases
+    def claim_runs(
+        self,
+        run_ids: Iterable[str],
+        *,
+        owner: str,
+        host: str,
+        pid: int,
+        is_dead: Callable[[dict[str, Any]], bool],
+    ) -> list[str]:
+        """Claim every run of ``run_ids`` that no live owner holds, in one transaction; returns
+        the ids claimed (those already ours included). ``is_dead(lease_row)`` says whether a
+        holder is gone (stale heartbeat, or its process no longer exists); its lease is taken
+        over. Runs held by a live other owner are left out."""
+        claimed: list[str] = []
+        now = time.time()
+        with self._transaction():
+            for run_id in run_ids:
+                row = self._db.execute("SELECT * FROM leases WHERE run_id = ?", (run_id,))
+                held = row.fetchone()
+                if held is not None and held["owner"] != owner and not is_dead(dict(held)):
+                    continue
+                self._db.execute(
+                    "INSERT OR REPLACE INTO leases (run_id, owner, host, pid, heartbeat, "
+                    "claimed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, owner, host, pid, now, _now()),
+                )
+                claimed.append(run_id)
+        return claimed
+
+    def lease(self, run_id: str) -> dict[str, Any] | None:
+        """The lease on ``run_id`` (owner, host, pid, heartbeat, claimed_at), or None."""
+        row = self._db.execute("SELECT * FROM leases WHERE run_id = ?", (run_id,)).fetchone()
+        return dict(row) if row else None
+
+    def heartbeat(self, owner: str) -> None:
+        """Renew every lease ``owner`` holds (proof that it still trains them)."""
+        self._write("UPDATE leases SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
+
+    def release_runs(self, run_ids: Iterable[str], owner: str) -> None:
+        """Drop ``owner``'s leases on ``run_ids`` (a lease taken over by another is kept)."""
+        with self._transaction():
+            self._db.executemany(
+                "DELETE FROM leases WHERE run_id = ? AND owner = ?",
+                [(run_id, owner) for run_id in run_ids],
+            )
 
     # ------------------------------------------------------------------ measures
     def log_measure(

@@ -1,7 +1,7 @@
 """Checkpoints written atomically with an embedded checksum, holding no code.
 
 File layout: one header line ``SAMCKPT1 <sha256 of payload>\\n`` then the ``torch.save`` payload.
-A write goes to a temporary file, is fsynced, and replaces the old file by rename; the previous
+A write goes to a temporary file unique to the writer (pid and a random token), is fsynced, and replaces the old file by rename; the previous
 checkpoint is kept as ``<name>.prev`` so a corrupt latest one falls back to it.
 
 The payload is tensors and plain Python data only (numpy arrays are stored as tensors), and it
@@ -17,12 +17,14 @@ the model, optimizer and RNGs as they were, so the next candidate or a fresh sta
 from __future__ import annotations
 
 import copy
+import glob
 import hashlib
 import io
 import os
 import pickle
 import random
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(_plain(payload), buf)
     data = buf.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
+    # unique per writer: two processes never write (or rename away) each other's temporary
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(_MAGIC + b" " + hashlib.sha256(data).hexdigest().encode() + b"\n")
@@ -155,11 +158,8 @@ def load_checkpoint(
 
 def remove_checkpoint(path: str | Path) -> None:
     path = Path(path)
-    for candidate in (
-        path,
-        path.with_name(path.name + ".prev"),
-        path.with_name(path.name + ".tmp"),
-    ):
+    temporaries = path.parent.glob(f"{glob.escape(path.name)}.*tmp") if path.parent.is_dir() else []
+    for candidate in (path, path.with_name(path.name + ".prev"), *temporaries):
         candidate.unlink(missing_ok=True)
 
 

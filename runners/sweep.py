@@ -52,6 +52,7 @@ from domains import get_spec, resolve_data_root
 from results.store import Store, StoreError
 from runners.cli import Parser, UsageError, run_guarded
 from runners.config import RunConfig, workload_for_run
+from runners.lease import held_by_other
 from runners.sweep_options import positive_int, run_details, worker_threads
 from runners.sweep_spec import SpecError, load_sweep
 from runners.train import Execution, record_start, train_run
@@ -128,8 +129,8 @@ def record_failure(store: Store, cfg: RunConfig, error: str, ex: Execution) -> N
     """Mark a run ``failed`` with ``error`` unless it recorded a finished outcome itself (the
     loop records its own exceptions; this is for deaths and failures before the loop)."""
     row = store.get_run(cfg.run_id)
-    if row is not None and row["status"] in FINISHED:
-        return
+    if (row is not None and row["status"] in FINISHED) or held_by_other(store, cfg.run_id):
+        return  # a live process (another sweep, a run.py) is training it: not ours to close
     if row is None:  # died before its loop recorded it: the model was never built
         record_start(store, cfg, ex, get_spec(cfg.workload).domain, None)
     store.finish_run(cfg.run_id, "failed", error=error, last_step=row and row["last_step"])

@@ -46,7 +46,7 @@ def test_legacy_store_opens_keeps_every_row_and_is_upgraded(tmp_path, version):
         assert [r["id"] for r in store.runs(status="failed")] == ["r1", "r5", "r9"]
         store.finish_run("r3", "interrupted", error="interrupted")  # refused by the old CHECK
         assert store.get_run("r3")["status"] == "interrupted"
-    assert _user_version(db) == SCHEMA_VERSION == 2
+    assert _user_version(db) == SCHEMA_VERSION == 3
     after = _rows(db)
     assert after["metrics"] == before["metrics"] and after["measures"] == before["measures"]
     changed = [a for a, b in zip(after["runs"], before["runs"]) if a != b]
@@ -208,3 +208,24 @@ def test_second_opener_finds_the_store_upgraded(tmp_path):
             second.close()
     assert _user_version(db) == SCHEMA_VERSION
     assert _rows(db)["metrics"] == _rows(legacy_store(tmp_path / "ref.sqlite"))["metrics"]
+
+
+def test_version_2_store_gets_the_leases_table_and_keeps_its_rows(tmp_path):
+    """2 -> 3 (issue 20, finding 1): a store of the previous version, with an interrupted run,
+    gains the empty leases table; every row stays as it was."""
+    db = tmp_path / "runs.sqlite"
+    with Store(db) as store:
+        start_toy_run(store, "a")
+        store.finish_run("a", "interrupted", error="interrupted")
+    with contextlib.closing(sqlite3.connect(db)) as con, con:  # as version 2 wrote it
+        con.execute("DROP TABLE leases")
+        con.execute("PRAGMA user_version = 2")
+    before = _rows(db)
+    with Store(db) as store:
+        assert store.get_run("a")["status"] == "interrupted"
+        assert store.claim_runs(["a"], owner="o", host="h", pid=1, is_dead=bool) == ["a"]
+        assert store.lease("a")["owner"] == "o"
+        store.release_runs(["a"], "o")
+        assert store.lease("a") is None
+    assert _user_version(db) == 3
+    assert _rows(db) == before
