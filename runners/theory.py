@@ -160,6 +160,8 @@ def linear_convergence_cmd(args: argparse.Namespace, store: Store, ex: Execution
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (argv := sys.argv[1:] if argv is None else argv)[:1] == ["smoothness-pl"]:  # issue 22
+        return __import__("runners.theory_smoothness", fromlist=["main"]).main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "rho", None) is not None and not args.rho >= 0:
