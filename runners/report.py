@@ -26,9 +26,14 @@ from results.io import atomic_write
 from results.late_phase import late_phase_table
 from results.render import with_generated_block
 from results.sharpness_report import sharpness_figures, sharpness_tables
+from results.smoothness_figure import smoothness_pl_figure
 from results.store import Store, StoreError
 from results.tables import findings, is_late_phase, summary_experiments, write_tables
-from results.theory_figures import linear_convergence_figure, patch_heatmap
+from results.theory_figures import (
+    linear_convergence_figure,
+    paper_theory_figures,
+    patch_heatmap,
+)
 
 Section = Callable[[Store, Path, str | None], str]
 """(store, results folder, workload or None for all) -> text for the terminal"""
@@ -97,10 +102,25 @@ def write_theory(store: Store, results_dir: Path, workload: str | None = None) -
             written += linear_convergence_figure(store, results_dir, fit_from=0.5)
         except ValueError:
             pass  # no full-batch noiseless-teacher runs in this store
+    written += paper_theory_figures(store, results_dir, workload)  # issue 22's experiments
     if not written:
         return (
             "(no theory runs stored; python runners/theory.py patch-heatmap | linear-convergence)\n"
         )
+    return "".join(f"wrote {p}\n" for p in written)
+
+
+def write_smoothness(store: Store, results_dir: Path, workload: str | None = None) -> str:
+    """results/smoothness_figure.py (Fig. 21) for each workload with runs measured along
+    training (``smoothness_radius`` > 0: runners/theory.py smoothness-pl)."""
+    written: list[Path] = []
+    for name in sorted({r["workload"] for r in store.runs(workload=workload)}):
+        try:
+            written += smoothness_pl_figure(store, results_dir, name)
+        except ValueError:
+            pass  # no measured runs of this workload
+    if not written:
+        return "(no runs with smoothness_radius > 0; python runners/theory.py smoothness-pl)\n"
     return "".join(f"wrote {p}\n" for p in written)
 
 
@@ -140,6 +160,7 @@ SECTIONS: dict[str, Section] = {
     "figures": write_figures,  # results/figures.py: Fig. 1 layout, training curves, rho vs width
     "sharpness": write_sharpness,  # results/sharpness_report.py: measures vs width, Kendall tau
     "late_phase": write_late_phase,  # results/late_phase.py: SAM switched on late
+    "smoothness": write_smoothness,  # results/smoothness_figure.py: Fig. 21 along training
     "theory": write_theory,  # results/theory_figures.py: patch-CNN heatmaps, linear convergence
 }
 OPTIONAL_SECTIONS: dict[str, Section] = {"tensorboard": write_tensorboard}

@@ -2,13 +2,22 @@
 
     python runners/theory.py patch-heatmap [--preset quick] [--results DIR] [--seeds 0]
     python runners/theory.py linear-convergence [--widths 1x,2x,4x,8x] [--results DIR]
+    python runners/theory.py one-d-relu [--preset quick] [--seeds 0,1,2]
+    python runners/theory.py linear-stability [--preset quick]
+    python runners/theory.py matrix-factorization [--preset quick]
+    python runners/theory.py interpolation RUN_A RUN_B | --preset quick
+
+The last four (issue 22) live in ``runners/theory_experiments/``, one module each, with their
+docstrings; the two-layer generalization experiment (Allen-Zhu et al.) is a sweep
+(``sweeps/theory-allen-zhu.yaml``) whose figure ``runners/report.py`` draws.
 
 patch-heatmap: the signal-noise patch CNN (``synthetic-patch-cnn``, Chen et al. NeurIPS 2023)
 over a signal strength x dimension grid, base GD and SAM at each cell, then side-by-side
 heatmaps of the final test error -> ``<results>/figures/patch_heatmap_w1.png``.
 
-linear-convergence: the teacher-student regression (``synthetic-regression``) with a noiseless
-teacher and a small training set, so every width interpolates; full-batch GD vs SAM at a
+linear-convergence: a stand-in for the paper's linear-convergence claim on the teacher-student
+regression (``synthetic-regression``; the paper's own experiment is ``matrix-factorization``)
+with a noiseless teacher and a small training set, so every width interpolates; full-batch GD vs SAM at a
 constant learning rate; log training loss vs iteration per width and the fitted slope per
 width -> ``<results>/figures/linear_convergence.png``, ``<results>/tables/linear_convergence.md``.
 Done runs are skipped (the store is keyed by config), so a command can be re-run to redraw.
@@ -17,20 +26,33 @@ Done runs are skipped (the store is keyed by config), so a command can be re-run
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from domains import ConfigError, Workload, create_workload
+from domains import ConfigError, MissingDataError, Workload, create_workload
 from results.store import Store, StoreError
 from results.theory_figures import linear_convergence_figure, patch_heatmap
 from runners.cli import Parser, UsageError
-from runners.config import RunConfig
-from runners.train import Execution, train_run
-from samcore import WidthError, format_width, parse_widths
+from runners.theory_experiments import (
+    interpolation,
+    linear_stability,
+    matrix_factorization,
+    one_d_relu,
+)
+from runners.theory_experiments.common import parse_seeds, run_configs, train_all
+from runners.train import Execution
+from samcore import WidthError, parse_widths
+
+# issue 22's experiments: subcommand -> module (add_parser, run, SEEDS)
+EXPERIMENTS = {
+    "one-d-relu": one_d_relu,
+    "linear-stability": linear_stability,
+    "matrix-factorization": matrix_factorization,
+    "interpolation": interpolation,
+}
 
 # Grids (signal strength ||mu||, dimension d) per preset: minutes on a CPU core for quick.
 PATCH_GRIDS: dict[str, tuple[tuple[float, ...], tuple[int, ...]]] = {
@@ -70,51 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument(
         "--fit-from", type=float, default=0.5, help="fit the slope from this fraction of steps"
     )
-    for s in (heat, lin):
+    parsers = [(heat, "0"), (lin, "0")]
+    parsers += [(module.add_parser(sub), module.SEEDS) for module in EXPERIMENTS.values()]
+    for s, seeds in parsers:
         s.add_argument("--results", default="results", help="results folder (default results/)")
-        s.add_argument("--seeds", default="0", help="comma list of seeds (default 0)")
+        s.add_argument("--seeds", default=seeds, help=f"comma list of seeds (default {seeds})")
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--seeds must be a comma list of integers, got {text!r}") from None
-    if any(s < 0 for s in seeds):
-        raise UsageError(f"--seeds must be non-negative, got {text!r}")
-    return seeds
-
-
-def _configs(workload: Workload, preset: str, width: float, seeds: list[int], rho: float):
-    """Base and SAM RunConfigs of one workload config (as runners/run.py plans them)."""
-    c = workload.config
-    wc = dataclasses.asdict(c)
-    for opt in (c.optimizer, "sam"):
-        for seed in seeds:
-            yield RunConfig(
-                workload=workload.name,
-                preset=preset,
-                width=width,
-                optimizer=opt,
-                base_optimizer=c.optimizer,
-                seed=seed,
-                rho=rho if opt == "sam" else 0.0,
-                workload_config=wc,
-            )
-
-
-def _train(workload: Workload, configs, store: Store, ex: Execution) -> int:
-    failures = 0
-    for cfg in configs:
-        out = train_run(workload, cfg, store, ex)
-        print(
-            f"{out.status:<8} {cfg.optimizer:<4} w{format_width(cfg.width)} s{cfg.seed} "
-            f"{_describe(workload)} id {out.run_id}"
-        )
-        failures += out.status == "failed"
-    return failures
 
 
 def _describe(workload: Workload) -> str:
@@ -126,7 +110,7 @@ def _describe(workload: Workload) -> str:
 
 def patch_heatmap_cmd(args: argparse.Namespace, store: Store, ex: Execution) -> int:
     mus, dims = PATCH_GRIDS[args.preset]
-    seeds, failures = _seeds(args.seeds), 0
+    seeds, failures = parse_seeds(args.seeds), 0
     for mu in mus:
         for d in dims:
             workload = create_workload(
@@ -134,9 +118,13 @@ def patch_heatmap_cmd(args: argparse.Namespace, store: Store, ex: Execution) -> 
             )
             workload.setup_data(Path("."), torch.device("cpu"))
             rho = workload.config.rho if args.rho is None else args.rho
-            failures += _train(
-                workload, _configs(workload, args.preset, 1.0, seeds, rho), store, ex
-            )
+            failures += train_all(
+                workload,
+                run_configs(workload, args.preset, 1.0, seeds, rho),
+                store,
+                ex,
+                _describe(workload),
+            )[0]
     path = patch_heatmap(store, ex.results_dir, width=1.0)
     print(f"wrote {path}")
     return 1 if failures else 0
@@ -148,11 +136,17 @@ def linear_convergence_cmd(args: argparse.Namespace, store: Store, ex: Execution
         overrides.update(num_epochs=args.steps, eval_every=args.steps)
     workload = create_workload("synthetic-regression", "paper", **overrides)
     widths = parse_widths(args.widths, workload.widths)
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     workload.setup_data(Path("."), torch.device("cpu"))
     failures = 0
     for w in widths:
-        failures += _train(workload, _configs(workload, "paper", w, seeds, args.rho), store, ex)
+        failures += train_all(
+            workload,
+            run_configs(workload, "paper", w, seeds, args.rho),
+            store,
+            ex,
+            _describe(workload),
+        )[0]
     fig, table = linear_convergence_figure(store, ex.results_dir, fit_from=args.fit_from)
     print(table.read_text())
     print(f"wrote {fig} and {table}")
@@ -166,22 +160,25 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if getattr(args, "rho", None) is not None and not args.rho >= 0:
             raise UsageError(f"--rho must be >= 0, got {args.rho}")
-        _seeds(args.seeds)
+        parse_seeds(args.seeds)
         if args.experiment == "linear-convergence":
             parse_widths(args.widths, tuple(float(k) for k in range(1, 11)))
             if args.steps is not None and args.steps < 2:
                 raise UsageError(f"--steps must be >= 2, got {args.steps}")
             if not 0 <= args.fit_from < 1:
                 raise UsageError(f"--fit-from must be in [0, 1), got {args.fit_from}")
+        if args.experiment == "interpolation":
+            interpolation.check(args)
         store = Store(Path(args.results) / "runs.sqlite")
     except (UsageError, WidthError, StoreError, ConfigError, ValueError) as exc:
         print(f"theory.py: error: {exc}", file=sys.stderr)
         return 2
     ex = Execution(results_dir=Path(args.results), progress=not args.no_progress)
     run = {"patch-heatmap": patch_heatmap_cmd, "linear-convergence": linear_convergence_cmd}
+    run.update({name: module.run for name, module in EXPERIMENTS.items()})
     try:
         return run[args.experiment](args, store, ex)
-    except (UsageError, WidthError, ConfigError) as exc:
+    except (UsageError, WidthError, ConfigError, MissingDataError) as exc:
         print(f"theory.py: error: {exc}", file=sys.stderr)
         return 2
     finally:
