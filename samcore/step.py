@@ -14,6 +14,7 @@ Handles what a correct SAM step needs beyond the optimizer itself:
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -168,45 +169,108 @@ def train_step(
         (a SAM step advances them by one pass). False draws fresh masks in the second pass.
     """
     split = split or split_batch
-    device = next(model.parameters()).device
-    device_type = device.type
-
-    def autocast() -> contextlib.AbstractContextManager:
-        if autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device_type, dtype=autocast_dtype)
-
-    chunks = split(batch, micro_batch_size) if micro_batch_size else [(batch, 1.0)]
-    if len(chunks) == 1:
-        chunks = [(batch, 1.0)]  # the batch fits in one chunk: no copy
+    autocast = _autocast(model, autocast_dtype)
+    chunks = _micro_batches(batch, micro_batch_size, split)
     is_sam = isinstance(optimizer, SAM) and ascent
-    stepper = optimizer.base_optimizer if isinstance(optimizer, SAM) and not ascent else optimizer
-
     optimizer.zero_grad()
-    m_chunks = split(batch, m_sharpness) if is_sam and m_sharpness else []
-    if len(m_chunks) > 1:
-        if hasattr(model, "no_sync"):
-            raise ValueError("m-sharpness with m below the local batch is not supported under DDP")
-        return _m_sharpness_step(
-            model, optimizer, loss_fn, m_chunks, scaler, autocast, same_dropout_masks
-        )
-
-    # Micro-batches draw in sequence, so replaying from here gives each chunk its own masks.
-    rng_at_w = capture_rng(device) if is_sam and same_dropout_masks else None
-    loss, metrics = _backward_chunks(
-        model, loss_fn, chunks, scaler, autocast, sync_last=not (is_sam and local_ascent)
-    )
+    if is_sam and m_sharpness:
+        m_chunks = split(batch, m_sharpness)
+        if len(m_chunks) > 1:
+            if hasattr(model, "no_sync"):  # DDP
+                raise ValueError(
+                    "m-sharpness with m below the local batch is not supported under DDP"
+                )
+            return _m_sharpness_step(
+                model, optimizer, loss_fn, m_chunks, scaler, autocast, same_dropout_masks
+            )
     if not is_sam:
-        if stepper is not optimizer:
-            optimizer._opt_called = True  # LR schedulers watch the SAM object's step
-        if scaler is None:
-            stepper.step()
-            return StepResult(loss, metrics)
-        scale_before = scaler.get_scale()
-        scaler.step(stepper)
-        scaler.update()
-        return StepResult(loss, metrics, skipped=scaler.get_scale() < scale_before)
+        return _plain_step(model, optimizer, loss_fn, chunks, scaler, autocast)
+    return _sam_step(
+        model,
+        optimizer,
+        loss_fn,
+        chunks,
+        scaler,
+        autocast,
+        local_ascent=local_ascent,
+        measure_perturbation=measure_perturbation,
+        same_dropout_masks=same_dropout_masks,
+    )
 
+
+def _autocast(
+    model: nn.Module, dtype: torch.dtype | None
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """Precision: a factory of autocast contexts on the model's device (none for fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext
+    device_type = next(model.parameters()).device.type
+    return functools.partial(torch.autocast, device_type=device_type, dtype=dtype)
+
+
+def _micro_batches(
+    batch: Any, size: int | None, split: Callable[[Any, int], list[tuple[Any, float]]]
+) -> list[tuple[Any, float]]:
+    """Micro-batches: (chunk, weight) pairs, or the batch itself when it fits in one (no copy)."""
+    if not size:
+        return [(batch, 1.0)]
+    chunks = split(batch, size)
+    return [(batch, 1.0)] if len(chunks) == 1 else chunks
+
+
+def _update(scaler: torch.amp.GradScaler | None, step: Callable[[], None]) -> torch.Tensor | bool:
+    """Run the optimizer update ``step``; with a GradScaler, then update the scale and return
+    whether the step was skipped (inf/nan found: the scale went down)."""
+    if scaler is None:
+        step()
+        return False
+    scale_before = scaler.get_scale()
+    step()
+    scaler.update()
+    return scaler.get_scale() < scale_before
+
+
+def _plain_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    chunks: Sequence[tuple[Any, float]],
+    scaler: torch.amp.GradScaler | None,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> StepResult:
+    """One pass and the base optimizer's update (a base run, or a SAM run without ascent)."""
+    loss, metrics = _backward_chunks(model, loss_fn, chunks, scaler, autocast, sync_last=True)
+    if isinstance(optimizer, SAM):
+        skipped = _update(scaler, lambda: optimizer.base_step(scaler))
+    elif scaler is not None:
+        skipped = _update(scaler, lambda: scaler.step(optimizer))
+    else:
+        skipped = _update(None, optimizer.step)
+    return StepResult(loss, metrics, skipped=skipped)
+
+
+def _sam_step(
+    model: nn.Module,
+    optimizer: SAM,
+    loss_fn: LossFn,
+    chunks: Sequence[tuple[Any, float]],
+    scaler: torch.amp.GradScaler | None,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+    *,
+    local_ascent: bool,
+    measure_perturbation: bool,
+    same_dropout_masks: bool,
+) -> StepResult:
+    """SAM's two passes: the gradient at w (all-reduced unless ``local_ascent``), the climb to
+    w + e, the gradient there (batch-norm statistics frozen, the same dropout masks), and the
+    update at w; under a GradScaler the norm is of the unscaled gradient and an overflow in
+    the first pass skips the step."""
+    # Micro-batches draw in sequence, so replaying from here gives each chunk its own masks.
+    device = next(model.parameters()).device
+    rng_at_w = capture_rng(device) if same_dropout_masks else None
+    loss, metrics = _backward_chunks(
+        model, loss_fn, chunks, scaler, autocast, sync_last=not local_ascent
+    )
     if scaler is not None:
         scaler.unscale_(optimizer)  # the norm must be of the true gradient
     grad_norm = optimizer.first_step(zero_grad=True)
@@ -216,27 +280,12 @@ def train_step(
         scaler.update()  # lowers the scale (unscale_ recorded the inf)
         return StepResult(loss, metrics, grad_norm=grad_norm, skipped=True)
     e_norm = optimizer.perturbation_norm() if measure_perturbation else None
-
     with frozen_bn_stats(model), replay_rng(rng_at_w):
         _backward_chunks(model, loss_fn, chunks, scaler, autocast, sync_last=True, record=False)
-    if scaler is None:
-        optimizer.second_step()
-        return StepResult(loss, metrics, grad_norm=grad_norm, perturbation_norm=e_norm)
-    # The base optimizer has its own GradScaler state, so the second pass can be unscaled
-    # and inf-checked separately; scaler.step skips the update when that pass overflowed.
-    scaler.unscale_(optimizer.base_optimizer)
-    optimizer.unperturb()
-    scale_before = scaler.get_scale()
-    scaler.step(optimizer.base_optimizer)
-    optimizer._opt_called = True  # LR schedulers watch the SAM object's step
-    scaler.update()
-    return StepResult(
-        loss,
-        metrics,
-        grad_norm=grad_norm,
-        perturbation_norm=e_norm,
-        skipped=scaler.get_scale() < scale_before,
-    )
+    # The base optimizer has its own GradScaler state, so the second pass is unscaled and
+    # inf-checked apart from the first; scaler.step skips the update if that pass overflowed.
+    skipped = _update(scaler, lambda: optimizer.second_step(scaler=scaler))
+    return StepResult(loss, metrics, grad_norm=grad_norm, perturbation_norm=e_norm, skipped=skipped)
 
 
 def _m_sharpness_step(
@@ -271,6 +320,5 @@ def _m_sharpness_step(
         optimizer.unperturb()
     for p, acc in zip(params, accumulated):
         p.grad = acc
-    optimizer.base_optimizer.step()
-    optimizer._opt_called = True
+    optimizer.base_step()
     return StepResult(total_loss, metrics, grad_norm=torch.stack(norms).mean())

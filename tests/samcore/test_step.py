@@ -170,3 +170,23 @@ def test_base_optimizer_step_through_train_step():
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(p1, p2)
     assert res.grad_norm is None and set(res.metrics) == {"acc"}
+
+
+def test_sam_base_step_counts_as_the_optimizers_step_for_lr_schedulers():
+    """Late-phase SAM's plain steps go through SAM.base_step, which tells torch's schedulers a
+    step happened (no 'scheduler.step() before optimizer.step()' warning) and equals the base
+    optimizer's own step: w - lr * g with lr 0.1, g = 2 w for sum(w**2)."""
+    import warnings
+
+    from samcore import SAM
+
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = SAM([w], torch.optim.SGD, rho=0.05, lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    (w**2).sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.base_step()
+        sched.step()
+    torch.testing.assert_close(w.detach(), torch.tensor([0.8, -1.6]))
+    assert opt.param_groups[0]["lr"] == 0.05
