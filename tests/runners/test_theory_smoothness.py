@@ -33,6 +33,13 @@ def test_smoothness_pl_smoke_end_to_end(tmp_path):
     assert (tmp_path / "figures" / "smoothness_pl_cifar10-resnet18.png").stat().st_size > 0
     table = (tmp_path / "tables" / "smoothness_pl_cifar10-resnet18.md").read_text()
     assert "| 0.0625x | SGD | 2 |" in table
+    # runners/report.py redraws it from the store alone
+    from runners.report import main as report_main
+
+    figure = tmp_path / "figures" / "smoothness_pl_cifar10-resnet18.png"
+    figure.unlink()
+    assert report_main(["--results", str(tmp_path), "--sections", "smoothness"]) == 0
+    assert figure.exists()
 
 
 def test_smoothness_pl_bad_input_is_one_line(capsys):
