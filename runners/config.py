@@ -47,6 +47,23 @@ _WORKLOAD_HASH_OMITTED_FOR: dict[str, dict[str, Any]] = {
 _RETIRED_WORKLOAD_FIELDS = ("bf16",)
 
 
+SEED_MAX = 2**63 - 1  # SQLite's INTEGER (int64); torch's manual_seed takes up to 2**64 - 1
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: weights and lr live in it
+
+
+def check_run_numbers(cfg: RunConfig) -> None:
+    """Numbers the run cannot hold are refused before anything is written (issue 20, finding
+    8): a seed outside int64 (the store's column), a rho or learning rate that is not finite
+    in float32 (every step would overflow)."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= SEED_MAX:
+        raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {cfg.seed!r}")
+    if cfg.rho > FLOAT32_MAX:
+        raise ValueError(f"rho {cfg.rho:g} overflows float32 (max {FLOAT32_MAX:.4g})")
+    lr = (cfg.workload_config or {}).get("learning_rate")
+    if isinstance(lr, (int, float)) and not abs(lr) <= FLOAT32_MAX:
+        raise ValueError(f"learning_rate {lr:g} is not a finite float32 (max {FLOAT32_MAX:.4g})")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     workload: str
@@ -84,6 +101,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.rho < float("inf"):  # also refuses nan
             raise ValueError(f"rho must be a finite number >= 0, got {self.rho}")
+        check_run_numbers(self)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.protocol not in PROTOCOLS:

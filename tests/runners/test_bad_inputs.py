@@ -65,6 +65,11 @@ CASES = [
     (["--seeds", "0,0"], ["--seeds must be distinct", "'0,0'"]),
     (["--seeds", "1.5"], ["--seeds must be a comma list of integers"]),
     (["--seeds", ""], ["--seeds must be a comma list of integers"]),
+    # numbers the run cannot hold (issue 20, finding 8): refused before the store exists
+    (["--seeds", str(2**63)], ["seed must be an integer in [0, 2**63 - 1]", str(2**63)]),
+    (["--seeds", str(2**64)], ["seed must be an integer in [0, 2**63 - 1]"]),
+    (["--rho", "1e300"], ["rho 1e+300 overflows float32"]),
+    (["--learning_rate=1e308"], ["learning_rate 1e+308 is not a finite float32"]),
     # other run flags
     (["--m-sharpness", "-1"], ["must be >= 0"]),
     (["--micro-batch-size", "two"], ["invalid int value: 'two'"]),
