@@ -10,7 +10,10 @@ Recipe (paper): SGD, lr 5e-4 constant, 100 epochs, no weight decay or momentum; 
 is not stated: 1 here (the stochastic setting of the paper's linear-convergence theorem).
 The claim: in the overparameterized case both SGD and SAM drive the training loss to zero at a
 linear rate (a straight line in log loss vs epoch); at k = 4 the loss stalls at the rank-4
-approximation error of A.
+approximation error of A. Measured (quick preset, 1 seed, rho 0.01): k = 10 SGD falls from
+~1.5 to float32's floor (~1e-12) within ~10 epochs, a straight line in log scale; SAM (the usual
+normalised ascent rho g/||g||) follows it down to ~1e-5 and then hovers there, since its ascent
+keeps a length rho at the minimum; k = 4 both stall at 4.71.
 
     python runners/theory.py matrix-factorization --preset quick
 """
