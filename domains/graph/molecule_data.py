@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from domains.cache import build_once
+from domains.data_check import DataError, source_key, verify
 from domains.workload import MissingDataError
 
 __all__ = [
@@ -135,7 +136,25 @@ def write_ogb_layout(csv_path: Path, out_dir: Path, max_molecules: int = 0) -> N
     from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    df = pd.read_csv(csv_path)
+    try:
+        df = pd.read_csv(csv_path)
+    except (ValueError, UnicodeDecodeError) as exc:  # empty file, bad bytes, ragged rows
+        reason = " ".join(str(exc).split())[:200]
+        raise DataError(f"{csv_path}: not a readable CSV ({reason})") from None
+    if "smiles" not in df.columns or len(df.columns) < 2:
+        raise DataError(
+            f"{csv_path}: columns {list(df.columns)[:5]}, expected 'smiles' and task columns"
+        )
+    tasks = df.drop(columns=["smiles"])
+    bad = (
+        tasks.apply(pd.to_numeric, errors="coerce").isna() & tasks.notna()
+    )  # not empty, not a number
+    if bad.to_numpy().any():
+        row, col = next(zip(*bad.to_numpy().nonzero()))
+        raise DataError(
+            f"{csv_path}: line {row + 2}: label {df.iloc[row, col + 1]!r} in column "
+            f"{df.columns[col + 1]!r} is not a number"
+        )
     if max_molecules:
         df = df.iloc[:max_molecules].reset_index(drop=True)
     smiles = df["smiles"].tolist()
@@ -224,6 +243,7 @@ def load_ogb_dataset(
     (molpcba) it keeps the first 80/10/10% of N of each part of OGB's split of the full set.
     """
     csv = data_root / "moleculenet" / MOLECULENET_CSV.get(name, "-")
+    verify(csv)  # a damaged canonical CSV is refused before anything is built from it
     if max_molecules and not csv.is_file():
         # No CSV to rebuild from (molpcba, or a data root without it): OGB's own split, cut
         # to the first 80/10/10% of N of each part. (The first N graph ids would not do: a
@@ -234,6 +254,8 @@ def load_ogb_dataset(
         sizes = {"train": n_train, "valid": n_eval, "test": n_eval}
         return dataset, {k: v[: sizes.get(k, len(v))] for k, v in split.items()}
     dir_name = name.replace("-", "_") + (f"_first{max_molecules}" if max_molecules else "")
+    if csv.is_file():  # keyed by the CSV's size and mtime: a repaired CSV is rebuilt
+        dir_name += f"-{source_key([csv])}"
     target = cache / dir_name
     held = [data_root / name.replace("-", "_"), data_root / "ogb" / name.replace("-", "_")]
 

@@ -19,6 +19,7 @@ we select the epoch by val accuracy (the runner's rule).
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from domains.cache import build_once
+from domains.data_check import DataError, source_key, verify_all
 from domains.graph.common import graph_cache_dir, require_graph_extra
 from domains.registry import register
 from domains.workload import MissingDataError, Target, TrainConfig, Workload, build_config
@@ -117,8 +119,11 @@ class PlanetoidNodes(Workload):
         from torch_geometric.datasets import Planetoid
 
         name = self.config.dataset
-        cache = graph_cache_dir(self.config.cache_dir) / "planetoid"
         held = data_root / "planetoid" / name / "raw"
+        sources = sorted(held.glob(f"ind.{name.lower()}.*")) if held.is_dir() else []
+        verify_all(sources)  # damaged canonical files are refused before PyG reads them
+        # keyed by the raw files' sizes and mtimes: a repaired file gets a fresh processed copy
+        cache = graph_cache_dir(self.config.cache_dir) / "planetoid" / source_key(sources)
 
         def build(staging: Path) -> Path:
             if held.is_dir():
@@ -130,6 +135,12 @@ class PlanetoidNodes(Workload):
             # one process builds (a sweep's workers start together), the others wait
             build_once(cache / name, build, lambda p: (p / "processed" / "data.pt").is_file())
             dataset = Planetoid(str(cache), name, split="public", transform=T.NormalizeFeatures())
+        except (EOFError, ValueError, UnicodeDecodeError, pickle.UnpicklingError) as exc:
+            # a truncated or foreign ind.* file (with SAM_DATA_UNCHECKED=1): one line
+            raise DataError(
+                f"{held}: PyG cannot read the Planetoid {name} files "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+            ) from None
         except OSError as exc:  # offline and not held: the download failed
             raise MissingDataError(
                 f"Planetoid {name}",

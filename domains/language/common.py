@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from domains.cache import build_once
+from domains.data_check import DataError, verify
 from domains.workload import ConfigError, MissingDataError, Target, TrainConfig, Workload
 
 __all__ = [
@@ -137,21 +138,35 @@ def check_vocab_size(what: str, config_value: int, actual: int, field: str = "vo
 # ---------------------------------------------------------------------- SST-2
 def read_sst2(path: Path) -> tuple[list[list[str]], list[int]]:
     """GLUE's ``sentence<TAB>label`` TSV with its header line; sentences are pre-tokenised and
-    lower-cased, so whitespace splitting is the tokenizer."""
+    lower-cased, so whitespace splitting is the tokenizer. Damage is one DataError naming the
+    file and line (issue 20, findings 2 and 9)."""
+    verify(path)  # a damaged canonical file is refused before it is parsed
     sentences, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header != ["sentence", "label"]:
-            raise ValueError(f"{path}: expected header 'sentence<TAB>label', got {header!r}")
-        for n, line in enumerate(f, start=2):
-            line = line.rstrip("\n")
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}:{n}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
+            if n == 1:
+                if line.split("\t") != ["sentence", "label"]:
+                    raise DataError(
+                        f"{path}: expected header 'sentence<TAB>label', got {line[:80]!r}"
+                    )
+                continue
             if not line:
                 continue
             sentence, sep, label = line.rpartition("\t")
             if not sep or label not in ("0", "1"):
-                raise ValueError(f"{path}:{n}: expected 'sentence<TAB>0|1', got {line!r}")
+                raise DataError(f"{path}:{n}: expected 'sentence<TAB>0|1', got {line[:80]!r}")
             sentences.append(sentence.split())
             labels.append(int(label))
+    if not sentences:  # e.g. a header-only file: refused here, not by max() mid-run
+        raise DataError(
+            f"{path}: no examples (expected 'sentence<TAB>label' rows after the header)"
+        )
     return sentences, labels
 
 
@@ -210,7 +225,7 @@ def read_conllu(lines: Iterable[str], tag_column: str = "upos") -> list[Sentence
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
-    for line in lines:
+    for n, line in enumerate(lines, start=1):
         line = line.rstrip("\r\n")
         if not line.strip():
             if words:
@@ -221,7 +236,9 @@ def read_conllu(lines: Iterable[str], tag_column: str = "upos") -> list[Sentence
             continue
         fields = line.split("\t")
         if len(fields) != 10:
-            raise ValueError(f"CoNLL-U line with {len(fields)} fields (expected 10): {line!r}")
+            raise ValueError(
+                f"line {n}: CoNLL-U line with {len(fields)} fields (expected 10): {line[:80]!r}"
+            )
         if "-" in fields[0] or "." in fields[0]:
             continue
         words.append(fields[1])
@@ -234,8 +251,23 @@ def read_conllu(lines: Iterable[str], tag_column: str = "upos") -> list[Sentence
 def load_conllu_split(path: Path, tag_column: str, how_to_get: str) -> list[Sentence]:
     if not Path(path).is_file():
         raise MissingDataError(f"CoNLL-U file {Path(path).name}", Path(path).parent, how_to_get)
-    with open(path, encoding="utf-8") as f:
-        return read_conllu(f, tag_column)
+    verify(path)  # a damaged canonical file is refused (issue 20, finding 2)
+    try:
+        return read_conllu(_utf8_lines(Path(path)), tag_column)
+    except ValueError as exc:  # read_conllu names the line
+        raise DataError(f"{path}: {exc}") from None
+
+
+def _utf8_lines(path: Path) -> Iterator[str]:
+    """The file's lines, decoded; a byte that is not UTF-8 is a DataError naming the line."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path}:{n}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
 
 
 # ---------------------------------------------------------------------- batching

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from domains.cache import build_once
+from domains.data_check import DataError, verify
 from domains.registry import register
 from domains.vision.common import OnDeviceImageClassification, VisionConfig, cache_dir
 from domains.workload import MissingDataError, build_config
@@ -85,9 +86,29 @@ def _read_pickles(folder: Path) -> Raw:
 def decode_jpeg_tar(tar_path: Path) -> Raw:
     """Decode ``cifar10-jpeg/{train,test}/<class>/NNNN.jpg`` from the tar (no extraction), in
     (split, class, file name) order; class index = position in CLASSES (ImageFolder's order)."""
+
+    verify(tar_path)  # a cut or modified canonical tar is refused before decoding (issue 20)
+    found: dict[str, list[tuple[int, str, torch.Tensor]]] = {"train": [], "test": []}
+    try:
+        _read_members(tar_path, found)
+    except (tarfile.TarError, EOFError, OSError) as exc:  # cut mid-member, not a tar
+        reason = " ".join(str(exc).split())[:160]
+        raise DataError(f"{tar_path}: unreadable tar ({type(exc).__name__}: {reason})") from None
+    out = {}
+    for split, items in found.items():
+        missing = sorted(set(CLASSES) - {CLASSES[t[0]] for t in items})
+        if items and missing:  # e.g. a tar cut at a member boundary
+            raise DataError(f"{tar_path}: no {split} images of class(es) {', '.join(missing)}")
+        if not items:
+            raise ValueError(f"{tar_path}: no {split} images in cifar10-jpeg/{split}/<class>/")
+        items.sort(key=lambda t: (t[0], t[1]))
+        out[split] = (torch.stack([t[2] for t in items]), torch.tensor([t[0] for t in items]))
+    return out
+
+
+def _read_members(tar_path: Path, found: dict[str, list[tuple[int, str, torch.Tensor]]]) -> None:
     from PIL import Image
 
-    found: dict[str, list[tuple[int, str, torch.Tensor]]] = {"train": [], "test": []}
     with tarfile.open(tar_path) as tar:
         for member in tar:
             parts = Path(member.name).parts
@@ -101,13 +122,6 @@ def decode_jpeg_tar(tar_path: Path) -> Raw:
             found[split].append(
                 (CLASSES.index(cls), parts[-1], pixels.view(im.height, im.width, 3))
             )
-    out = {}
-    for split, items in found.items():
-        if not items:
-            raise ValueError(f"{tar_path}: no {split} images in cifar10-jpeg/{split}/<class>/")
-        items.sort(key=lambda t: (t[0], t[1]))
-        out[split] = (torch.stack([t[2] for t in items]), torch.tensor([t[0] for t in items]))
-    return out
 
 
 def load_cifar10(data_root: Path, download: bool = True) -> Raw:
@@ -122,6 +136,7 @@ def load_cifar10(data_root: Path, download: bool = True) -> Raw:
             return _read_pickles(folder)
     tar_path = root / "cifar10" / "cifar10-jpeg.tar"
     if tar_path.exists():
+        verify(tar_path)  # before the decoded cache too: a damaged tar is never served
         st = tar_path.stat()
         cached = cache_dir("cifar10") / f"cifar10-jpeg-{st.st_size}-{int(st.st_mtime)}.pt"
         decoded: list[Raw] = []

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from domains.cache import build_once
+from domains.data_check import verify
 from domains.registry import register
 from domains.vision.common import OnDeviceImageClassification, VisionConfig, cache_dir
 from domains.workload import ConfigError, MissingDataError, build_config
@@ -133,6 +134,7 @@ def read_idx(path: Path) -> torch.Tensor:
 
     A damaged file (bad gzip stream, truncated, wrong header or size) raises ValueError naming
     the file, never a decoder traceback."""
+    verify(path)  # a damaged canonical file is refused by its size and digest (issue 20)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
