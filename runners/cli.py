@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from results.store import StoreError
+from runners.config import run_options
 
-__all__ = ["UsageError", "Parser", "run_guarded"]
+__all__ = ["UsageError", "Parser", "run_guarded", "add_run_options", "run_option_values"]
 
 
 class UsageError(Exception):
@@ -36,3 +37,44 @@ def run_guarded(prog: str, main: Callable[[], int]) -> int:
     except StoreError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig run-level option (``runners.config.option``): a bool is a switch,
+    a grid option a comma list, the rest typed by the default, with the declared choices."""
+    for f in run_options():
+        meta = f.metadata["run_option"]
+        if isinstance(f.default, bool):
+            parser.add_argument(_flag(f.name), action="store_true", help=meta["help"])
+        elif meta["grid"]:
+            parser.add_argument(_flag(f.name), default=f"{f.default:g}", help=meta["help"])
+        else:
+            parser.add_argument(
+                _flag(f.name),
+                type=type(f.default),
+                default=f.default,
+                choices=meta["choices"],
+                help=meta["help"],
+            )
+
+
+def run_option_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed run-level options by field name; a grid option's comma list as a list."""
+    values: dict[str, Any] = {}
+    for f in run_options():
+        value = getattr(args, f.name)
+        if f.metadata["run_option"]["grid"] and isinstance(value, str):
+            kind = type(f.default)
+            try:
+                value = [kind(v) for v in value.split(",")]
+            except ValueError:
+                raise UsageError(
+                    f"{_flag(f.name)} must be a {kind.__name__} or comma list of them, "
+                    f"got {value!r}"
+                ) from None
+        values[f.name] = value
+    return values

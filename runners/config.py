@@ -16,7 +16,15 @@ from typing import Any
 
 from samcore.width import format_width
 
-__all__ = ["RunConfig", "OPTIMIZER_CHOICES", "PRECISIONS", "PROTOCOLS", "workload_for_run"]
+__all__ = [
+    "RunConfig",
+    "OPTIMIZER_CHOICES",
+    "PRECISIONS",
+    "PROTOCOLS",
+    "option",
+    "run_options",
+    "workload_for_run",
+]
 
 OPTIMIZER_CHOICES = ("base", "sam", "both", "sgd", "adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -24,12 +32,6 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # at the best validation epoch (the paper's Fig. 1, with validation replacing its test-set
 # selection) or at the final epoch (label noise, PoS without early stopping: PAPERS.md).
 PROTOCOLS = ("best-val", "final")
-# Fields added after runs were stored, left out of the hash at their defaults (ids unchanged).
-_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
-    "sam_start": 0.0,
-    "sam_end": 1.0,
-    "protocol": "best-val",
-}
 # Workload config fields added after runs were stored, left out of the hash at these values.
 _WORKLOAD_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
     "clip_range_vf": None,  # PPO workloads
@@ -45,6 +47,41 @@ _WORKLOAD_HASH_OMITTED_FOR: dict[str, dict[str, Any]] = {
 # Workload config fields removed since runs were stored: dropped when a stored config is
 # rebuilt. bf16 was the vision workloads' own CUDA autocast; precision is RunConfig's now.
 _RETIRED_WORKLOAD_FIELDS = ("bf16",)
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[Any, ...] | None = None,
+    sam_only: bool = False,
+    grid: bool = False,
+    hash_omit_at_default: bool = False,
+) -> Any:
+    """A run-level option of ``RunConfig``, declared once: the CLI flag (``--name-with-dashes``
+    in runners/run.py, typed by the default, ``help`` as its help), the sweep key (under an
+    entry's ``flags:``), the grid expansion (runners/plan.py) and the run id all follow.
+
+    choices: the allowed values (the flag's choices; the sweep spec checks them too).
+    sam_only: SAM runs only; a base run of the same grid gets the default.
+    grid: a comma list on the CLI (a list in a sweep) gives one SAM run per value.
+    hash_omit_at_default: an option added after runs were stored: left out of the run id at
+        its default, so those runs keep their ids (a new option should set this).
+    """
+    meta = {
+        "help": help,
+        "choices": choices,
+        "sam_only": sam_only,
+        "grid": grid,
+        "hash_omit_at_default": hash_omit_at_default,
+    }
+    return field(default=default, metadata={"run_option": meta})
+
+
+def run_options(cls: type | None = None) -> list[dataclasses.Field]:
+    """The run-level options of ``cls`` (RunConfig), in declaration order; each field's
+    ``metadata["run_option"]`` is what ``option`` declared."""
+    return [f for f in dataclasses.fields(cls or RunConfig) if "run_option" in f.metadata]
 
 
 SEED_MAX = 2**63 - 1  # SQLite's INTEGER (int64); torch's manual_seed takes up to 2**64 - 1
@@ -80,21 +117,41 @@ class RunConfig:
     """seed of initialisation, data order, dropout"""
     rho: float = 0.0
     """SAM radius (0 for base runs)"""
-    adaptive: bool = False
-    """ASAM: perturbation scaled elementwise by |w|"""
-    m_sharpness: int = 0
-    """ascent per chunk of m examples (0 = one ascent per batch)"""
-    micro_batch_size: int = 0
-    """gradient accumulation chunk (0 = whole batch at once)"""
-    precision: str = "fp32"
-    """fp32 | bf16 (autocast) | fp16 (autocast + GradScaler; inf/nan steps are skipped)"""
-    sam_start: float = 0.0
-    """SAM runs: fraction of the total steps from which the ascent is used (late-phase SAM)"""
-    sam_end: float = 1.0
-    """SAM runs: fraction of the total steps after which plain base steps are taken again"""
-    protocol: str = "best-val"
-    """which stored test metric the experiment reports: best-val (at the best validation
-    epoch) | final (at the last epoch); both are stored with every run"""
+    # Run-level options: each declared once, with its help text and hashing rule (``option``).
+    adaptive: bool = option(False, "adaptive SAM (ASAM): perturbation scaled by |w|", sam_only=True)
+    m_sharpness: int = option(
+        0, "SAM ascent per chunk of m examples (0 = one ascent per batch)", sam_only=True
+    )
+    micro_batch_size: int = option(
+        0, "accumulate gradients over chunks of this size (0 = the whole batch at once)"
+    )
+    precision: str = option(
+        "fp32",
+        "fp32 (default), bf16 autocast, or fp16 autocast with a GradScaler (inf/nan steps "
+        "are skipped)",
+        choices=PRECISIONS,
+    )
+    sam_start: float = option(
+        0.0,
+        "late-phase SAM: fraction of training from which SAM ascends, or a comma list (one "
+        "SAM run per value), e.g. 0,0.5,0.875 (default 0: SAM throughout)",
+        sam_only=True,
+        grid=True,
+        hash_omit_at_default=True,
+    )
+    sam_end: float = option(
+        1.0,
+        "late-phase SAM: fraction of training after which SAM stops (default 1)",
+        sam_only=True,
+        hash_omit_at_default=True,
+    )
+    protocol: str = option(
+        "best-val",
+        "which test metric the experiment reports: at the best validation epoch (best-val, "
+        "default) or at the final epoch (final); every run stores both",
+        choices=PROTOCOLS,
+        hash_omit_at_default=True,
+    )
     workload_config: dict[str, Any] = field(default_factory=dict)
     """the workload's fully resolved config"""
 
@@ -102,10 +159,14 @@ class RunConfig:
         if not 0 <= self.rho < float("inf"):  # also refuses nan
             raise ValueError(f"rho must be a finite number >= 0, got {self.rho}")
         check_run_numbers(self)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        for f in run_options(type(self)):
+            choices = f.metadata["run_option"]["choices"]
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ValueError(
+                    f"{f.name} must be one of {choices}, got {getattr(self, f.name)!r}"
+                )
+        if self.m_sharpness < 0 or self.micro_batch_size < 0:
+            raise ValueError("m_sharpness and micro_batch_size must be >= 0")
         if self.optimizer != "sam" and (self.rho or self.adaptive or self.m_sharpness):
             raise ValueError("rho, adaptive and m_sharpness apply to SAM runs only")
         if (self.sam_start, self.sam_end) != (0.0, 1.0):
@@ -132,9 +193,10 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         d = self.to_dict()
-        for name, default in _HASH_OMITTED_AT_DEFAULT.items():
-            if d[name] == default:  # fields added later: runs stored before them keep their ids
-                del d[name]
+        for f in run_options(type(self)):
+            # options added later, at their default: runs stored before them keep their ids
+            if f.metadata["run_option"]["hash_omit_at_default"] and d[f.name] == f.default:
+                del d[f.name]
         wl = d["workload_config"]
         omitted = _WORKLOAD_HASH_OMITTED_FOR.get(self.workload, {})
         for name, default in {**_WORKLOAD_HASH_OMITTED_AT_DEFAULT, **omitted}.items():

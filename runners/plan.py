@@ -8,13 +8,15 @@ therefore the same run id in the store, whichever command asked for it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from domains import SizedByData, Workload
-from runners.config import OPTIMIZER_CHOICES, PRECISIONS, PROTOCOLS, RunConfig
+from runners.config import OPTIMIZER_CHOICES, RunConfig, run_options
 from samcore import BASE_OPTIMIZERS, WidthError, format_width
 
 __all__ = ["PlanError", "check_widths", "optimizer_names", "expand_grid"]
@@ -58,61 +60,59 @@ def expand_grid(
     optimizers: Sequence[str],
     rhos: Sequence[float],
     seeds: Sequence[int],
-    adaptive: bool = False,
-    m_sharpness: int = 0,
-    micro_batch_size: int = 0,
-    precision: str = "fp32",
-    sam_starts: Sequence[float] = (0.0,),
-    sam_end: float = 1.0,
-    protocol: str = "best-val",
+    sam_starts: Sequence[float] | None = None,
+    **options: Any,
 ) -> list[RunConfig]:
-    """Every (width, optimizer, rho, seed) of one workload config as a RunConfig, in that order.
+    """Every (width, optimizer, rho, grid option values, seed) of one workload config as a
+    RunConfig, in that order.
 
     ``optimizers`` are OPTIMIZER_CHOICES (``base``/``both`` resolved against the workload's
-    base optimizer); rhos apply to SAM runs only (a base run has rho 0), as do ``adaptive``,
-    ``m_sharpness`` and the late-phase window (``sam_starts`` x ``sam_end``, fractions of
-    training during which SAM is on). ``protocol`` says which stored test metric the
-    experiment reports (best-val | final)."""
+    base optimizer); rhos apply to SAM runs only (a base run has rho 0). ``options`` are
+    RunConfig's run-level options by name (``runners.config.option``): a grid option takes a
+    list (one SAM run per value), the others one value; SAM-only options are at their default
+    in base runs. ``sam_starts`` is the list form of ``sam_start``."""
     c = workload.config
     check_widths(workload, widths)
     if not rhos or any(not (r >= 0) or math.isinf(r) for r in rhos):
         raise PlanError(f"rho must be finite and >= 0, got {list(rhos)}")
-    if m_sharpness < 0 or micro_batch_size < 0:
-        raise PlanError("m_sharpness and micro_batch_size must be >= 0")
-    if precision not in PRECISIONS:
-        raise PlanError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if workload.owns_loop and precision != "fp32":  # the library's loop runs in fp32
-        raise PlanError(f"{workload.name} trains in its own loop, in fp32 only")
-    if protocol not in PROTOCOLS:
-        raise PlanError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if sam_starts is not None:
+        options["sam_start"] = list(sam_starts)
+    fields = {f.name: f for f in run_options()}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise PlanError(f"unknown run options {unknown}; expected some of {sorted(fields)}")
+    if workload.owns_loop and options.get("precision", "fp32") != "fp32":
+        raise PlanError(f"{workload.name} trains in its own loop, in fp32 only")  # library's loop
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise PlanError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
+    grid = {n: list(v) for n, v in options.items() if fields[n].metadata["run_option"]["grid"]}
+    fixed = {n: v for n, v in options.items() if n not in grid}
+    sam_only = {n for n, f in fields.items() if f.metadata["run_option"]["sam_only"]}
     opts = optimizer_names(optimizers, c.optimizer)
     wl_config = dataclasses.asdict(c)
     plan = []
     for w in widths:
         for opt in opts:
-            for rho, start in (
-                [(r, st) for r in rhos for st in sam_starts] if opt == "sam" else [(0.0, 0.0)]
-            ):
+            sam = opt == "sam"
+            points = itertools.product(rhos, *grid.values()) if sam else [(0.0,)]
+            for rho, *values in points:
+                chosen = {**fixed, **dict(zip(grid, values))}
+                if not sam:
+                    chosen = {n: v for n, v in chosen.items() if n not in sam_only}
                 for seed in seeds:
-                    plan.append(
-                        RunConfig(
+                    try:
+                        cfg = RunConfig(
                             workload=workload.name,
                             preset=preset,
                             width=w,
                             optimizer=opt,
-                            base_optimizer=c.optimizer if opt == "sam" else opt,
+                            base_optimizer=c.optimizer if sam else opt,
                             seed=seed,
                             rho=float(rho),
-                            adaptive=adaptive and opt == "sam",
-                            m_sharpness=m_sharpness if opt == "sam" else 0,
-                            micro_batch_size=micro_batch_size,
-                            precision=precision,
-                            sam_start=start,
-                            sam_end=sam_end if opt == "sam" else 1.0,
-                            protocol=protocol,
                             workload_config=wl_config,
+                            **chosen,
                         )
-                    )
+                    except (TypeError, ValueError) as exc:
+                        raise PlanError(str(exc)) from None
+                    plan.append(cfg)
     return plan

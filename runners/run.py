@@ -39,8 +39,8 @@ from domains import (
 )
 from results.store import Store, StoreError
 from results.tables import workload_table
-from runners.cli import Parser, UsageError, run_guarded
-from runners.config import OPTIMIZER_CHOICES, PRECISIONS, PROTOCOLS, RunConfig
+from runners.cli import Parser, UsageError, add_run_options, run_guarded, run_option_values
+from runners.config import OPTIMIZER_CHOICES, RunConfig
 from runners.plan import PlanError, check_widths, expand_grid
 from runners.sharpness import MeasureError, MeasureSettings, measure_run
 from runners.train import Execution, RunOutcome, train_run
@@ -65,36 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="base = the workload's base optimizer; both = base and SAM (default)",
     )
     p.add_argument("--rho", default=None, help="SAM radius, or a comma list (default: workload's)")
-    p.add_argument("--adaptive", action="store_true", help="adaptive SAM (ASAM)")
-    p.add_argument("--m-sharpness", type=int, default=0, help="ascent per m examples (0 = off)")
-    p.add_argument(
-        "--micro-batch-size",
-        type=int,
-        default=0,
-        help="accumulate gradients over chunks of this size (0 = off)",
-    )
-    p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=PRECISIONS,
-        help="fp32 (default), bf16 autocast, or fp16 autocast with a GradScaler",
-    )
-    p.add_argument(
-        "--protocol",
-        default="best-val",
-        choices=PROTOCOLS,
-        help="which test metric the experiment reports: at the best validation epoch "
-        "(best-val, default) or at the final epoch (final); every run stores both",
-    )
-    p.add_argument(
-        "--sam-start",
-        default="0",
-        help="late-phase SAM: fraction of training from which SAM ascends, or a comma list "
-        "(one SAM run per value), e.g. 0,0.5,0.875 (default 0: SAM throughout)",
-    )
-    p.add_argument(
-        "--sam-end", type=float, default=1.0, help="fraction after which SAM stops (default 1)"
-    )
+    add_run_options(p)
     p.add_argument("--seeds", default="0", help="comma list, e.g. 0,1,2 (default 0)")
     p.add_argument(
         "--preset",
@@ -273,16 +244,15 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
     rhos = _parse_floats(args.rho, "--rho") if args.rho is not None else [workload.config.rho]
     if any(not (r >= 0) or r == float("inf") for r in rhos):
         raise UsageError(f"--rho must be >= 0, got {args.rho}")
-    if args.m_sharpness < 0 or args.micro_batch_size < 0:
-        raise UsageError("--m-sharpness and --micro-batch-size must be >= 0")
     seeds = _parse_seeds(args.seeds)
-    sam_starts = _parse_floats(args.sam_start, "--sam-start")
-    if any(not (0 <= s < args.sam_end <= 1) for s in sam_starts):
+    options = run_option_values(args)
+    sam_starts, sam_end = options["sam_start"], options["sam_end"]
+    if any(not (0 <= s < sam_end <= 1) for s in sam_starts):
         raise UsageError(
             f"need 0 <= --sam-start < --sam-end <= 1, got --sam-start {args.sam_start} "
-            f"--sam-end {args.sam_end:g}"
+            f"--sam-end {sam_end:g}"
         )
-    late_phase = sam_starts != [0.0] or args.sam_end != 1.0
+    late_phase = sam_starts != [0.0] or sam_end != 1.0
     if late_phase and (args.optimizer not in ("sam", "both") or workload.owns_loop):
         raise UsageError(
             "--sam-start/--sam-end need SAM runs (--optimizer sam or both) of a workload "
@@ -296,13 +266,7 @@ def _plan(workload: Workload, args: argparse.Namespace, preset: str) -> list[Run
             optimizers=[args.optimizer],
             rhos=rhos,
             seeds=seeds,
-            adaptive=args.adaptive,
-            m_sharpness=args.m_sharpness,
-            micro_batch_size=args.micro_batch_size,
-            precision=args.precision,
-            sam_starts=sam_starts,
-            sam_end=args.sam_end,
-            protocol=args.protocol,
+            **options,
         )
     except PlanError as exc:
         raise UsageError(str(exc)) from None

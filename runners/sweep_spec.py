@@ -13,7 +13,7 @@
         preset: smoke            # optional; any top-level default can be given per entry
         overrides: {num_epochs: 3}         # workload config fields, as run.py's --key=value
         grid: {label_noise: [0.0, 0.2]}    # workload config fields, one set of runs per value
-        flags: {precision: fp32, adaptive: false, m_sharpness: 0, micro_batch_size: 0}
+        flags: {precision: fp32, adaptive: false, sam_start: [0, 0.5]}  # run options (run.py's flags)
 
 The file only declares; every key and value is checked before anything runs (a typo'd key is
 an error that names it, where it is, and the valid keys), and each entry is expanded by
@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from domains import ConfigError, UnknownWorkloadError, create_workload, get_spec
-from runners.config import PRECISIONS, PROTOCOLS, RunConfig
+from runners.config import PROTOCOLS, RunConfig, run_options
 from runners.plan import PlanError, expand_grid
 from samcore import WidthError, parse_width, parse_widths
 
@@ -45,12 +45,12 @@ __all__ = ["SpecError", "Sweep", "load_sweep", "parse_rho"]
 DEFAULT_KEYS = ("preset", "seeds", "optimizers", "rho", "protocol")
 TOP_KEYS = ("name", "description", *DEFAULT_KEYS, "entries")
 ENTRY_KEYS = ("workload", "widths", *DEFAULT_KEYS, "overrides", "grid", "flags")
-FLAG_DEFAULTS: dict[str, Any] = {
-    "precision": "fp32",
-    "adaptive": False,
-    "m_sharpness": 0,
-    "micro_batch_size": 0,
-}
+
+
+def _flag_fields() -> dict[str, Any]:
+    """An entry's flags: RunConfig's run-level options (runners.config.option) but those that
+    are top-level defaults (protocol)."""
+    return {f.name: f for f in run_options() if f.name not in DEFAULT_KEYS}
 OPTIMIZERS = ("base", "sam", "sgd", "adam", "adamw")
 
 
@@ -125,16 +125,30 @@ def _widths(value: Any, grid: tuple[float, ...], where: str) -> list[float]:
         raise SpecError(f"{where}: {exc}") from None
 
 
+def _flag_value(f: Any, value: Any, where: str) -> None:
+    """Refuse a flag value of another type than its option's default, or not a choice."""
+    meta, kind = f.metadata["run_option"], type(f.default)
+    if meta["choices"] is not None:
+        if value not in meta["choices"]:
+            raise SpecError(f"{where}: {f.name} must be one of {meta['choices']}, got {value!r}")
+    elif kind is bool and not isinstance(value, bool):
+        raise SpecError(f"{where}: {f.name} must be true or false")
+    elif kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise SpecError(f"{where}: {f.name} must be an integer >= 0, got {value!r}")
+    elif kind is float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        raise SpecError(f"{where}: {f.name} must be a number, got {value!r}")
+
+
 def _flags(value: Any, where: str) -> dict[str, Any]:
-    flags = {**FLAG_DEFAULTS, **_check_keys(value, tuple(FLAG_DEFAULTS), where)}
-    if flags["precision"] not in PRECISIONS:
-        raise SpecError(f"{where}: precision must be one of {PRECISIONS}")
-    if not isinstance(flags["adaptive"], bool):
-        raise SpecError(f"{where}: adaptive must be true or false")
-    for k in ("m_sharpness", "micro_batch_size"):
-        v = flags[k]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise SpecError(f"{where}: {k} must be an integer >= 0, got {v!r}")
+    """An entry's flags by option name; a grid option may be a list (one run per value)."""
+    fields = _flag_fields()
+    flags = _check_keys(value, tuple(fields), where)
+    for name, v in flags.items():
+        grid = fields[name].metadata["run_option"]["grid"]
+        for item in v if grid and isinstance(v, list) else [v]:
+            _flag_value(fields[name], item, where)
+        if grid:
+            flags[name] = v if isinstance(v, list) else [v]
     return flags
 
 
