@@ -8,24 +8,20 @@ lambda_max at the end when a ``lambda_max`` measure is stored for the run. Setup
 tables' (results/analysis.py ``setup_key``): runs of different presets or overrides are never
 pooled, and each schedule is compared with the base runs of its own setup.
 
-    python results/late_phase.py --results results --workload mnist-mlp
+    python runners/report.py --sections late_phase --workload mnist-mlp   # the report's section
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import statistics
-import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from results.analysis import setup_key, setup_labels
-from results.store import Store, StoreError
+from results.store import Store
 
-__all__ = ["late_phase_rows", "late_phase_table", "main"]
+__all__ = ["late_phase_rows", "late_phase_table"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -135,31 +131,3 @@ def late_phase_table(store: Store, workload: str) -> str:
             )
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="late_phase.py", description=__doc__.splitlines()[0])
-    p.add_argument("--results", default="results", help="results folder (default results/)")
-    p.add_argument("--workload", default="mnist-mlp", help="workload (default mnist-mlp)")
-    args = p.parse_args(argv)
-    db = Path(args.results) / "runs.sqlite"
-    if not db.exists():
-        print(f"late_phase.py: error: no results store at {db}", file=sys.stderr)
-        return 2
-    try:
-        with Store(db) as store:
-            text = late_phase_table(store, args.workload)
-    except StoreError as exc:
-        print(f"late_phase.py: error: {exc}", file=sys.stderr)
-        return 2
-    print(text)
-    out = Path(args.results) / "tables" / f"late_phase_{args.workload}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from results.late_phase import late_phase_rows, late_phase_table, main
+from results.late_phase import late_phase_rows, late_phase_table
 from results.store import Store
+from runners.report import main
 from tests.results.known_store import start_toy_run
 
 
@@ -61,7 +62,8 @@ def test_late_phase_rows(tmp_path, cls):
 
 
 def test_cli_without_store_exits_2(tmp_path, capsys):
-    assert main(["--results", str(tmp_path)]) == 2
+    """The table is the report's late_phase section (no command of its own)."""
+    assert main(["--results", str(tmp_path), "--sections", "late_phase"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
