@@ -41,8 +41,8 @@ from results.store import Store, StoreError
 from results.tables import workload_table
 from runners.cli import Parser, UsageError, add_run_options, run_guarded, run_option_values
 from runners.config import OPTIMIZER_CHOICES, RunConfig
+from runners.measure import MeasureError, MeasureSettings, measure_run
 from runners.plan import PlanError, check_widths, expand_grid
-from runners.sharpness import MeasureError, MeasureSettings, measure_run
 from runners.train import Execution, RunOutcome, train_run
 from runners.train_ensemble import can_use_seed_ensemble, train_seeds
 from samcore import WidthError, count_params, format_width, parse_widths

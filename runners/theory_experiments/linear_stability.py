@@ -18,7 +18,7 @@ import torch
 from domains import create_workload, resolve_data_root
 from results.store import Store
 from results.theory_figures import linear_stability_figure
-from runners.sharpness import MeasureSettings, measure_run
+from runners.measure import MeasureSettings, measure_run
 from runners.theory_experiments.common import parse_seeds, run_configs, train_all
 from runners.train import Execution
 
