@@ -10,14 +10,15 @@ keyed by its config hash, as with ``runners/run.py``: a run whose row is ``done`
 nothing; a ``running`` (killed) or ``failed`` row is run again and resumes from its checkpoint.
 
 Executors:
-  local  N worker processes (spawned; default one per CUDA device with --device cuda, else half the
-         cores), torch threads = --threads, else $OMP_NUM_THREADS, else cores // N. A worker loads a
-         data set once and trains the runs that share it one after another; every run is rebuilt
-         from its RunConfig alone (``workload_for_run``). Workers write the one store directly
-         (SQLite WAL). A run that raises or diverges is recorded by the loop and the sweep goes on;
-         a worker that dies (segfault, os._exit, OOM kill) has its run recorded ``failed`` with the
-         exit code by the driver and is replaced. Workers exit with the driver, so a killed sweep
-         leaves its runs ``running`` with their checkpoints, and the next invocation resumes them.
+  local  each run in its own spawned process, at most N at a time (default one per CUDA device
+         with --device cuda, else half the cores), torch threads = --threads, else
+         $OMP_NUM_THREADS, else cores // N; CleanRL's benchmark utility in processes. A run is
+         rebuilt from its RunConfig alone (``workload_for_run``) and loads its own data (caches
+         are built once, under a lock). Workers write the one store directly (SQLite WAL). A run
+         that raises or diverges is recorded by the loop and the sweep goes on; a worker that
+         dies (segfault, os._exit, OOM kill) has its run recorded ``failed`` with the exit code
+         by the driver. Workers exit with the driver, so a killed sweep leaves its runs
+         ``running`` with their checkpoints, and the next invocation resumes them.
   ray    each run is one Ray task (``num_gpus=1`` with --device cuda, else ``num_cpus=1``) on
          ``ray.init(address=--ray-address)``: a running cluster (``auto`` or ``ray://...``)
          or, without an address, a local Ray. The task trains into a private store in its own
@@ -32,7 +33,6 @@ on stderr, nothing written).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import signal
@@ -41,7 +41,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -102,11 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _data_key(cfg: RunConfig) -> str:
-    """Runs with the same key share one workload object and its loaded data set."""
-    return json.dumps([cfg.workload, cfg.preset, cfg.workload_config], sort_keys=True, default=str)
-
-
 def _label(cfg: RunConfig) -> str:
     opt = f"sam rho={cfg.rho:g}" if cfg.optimizer == "sam" else cfg.optimizer
     return f"{cfg.workload} {opt} w{format_width(cfg.width)} s{cfg.seed}"
@@ -143,132 +137,111 @@ def _exit_reason(code: int | None) -> str:
 
 
 # ---------------------------------------------------------------------------- local executor
-def _worker_main(conn: Connection, store_path: str, data_root: str, ex: Execution, threads: int):
-    """One worker: receive RunConfig dicts, train them, send back (status, summary, msg)."""
+def _train_one(
+    conn: Connection,
+    cfg_dict: dict[str, Any],
+    store_path: str,
+    data_root: str,
+    ex: Execution,
+    threads: int,
+) -> None:
+    """A worker process: train one run into the store, send back (status, summary, message)."""
     torch.set_num_threads(threads)
     parent = mp.parent_process()
     if parent is not None:  # die with the driver, leaving our run resumable (like a kill)
         threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True).start()
+    cfg = RunConfig.from_dict(cfg_dict)
     store = Store(store_path)
-    key, workload = None, None
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, KeyboardInterrupt):  # Ctrl-C reaches the whole process group
-            return
-        if msg is None:
-            return
-        cfg = RunConfig.from_dict(msg)
-        try:
-            if _data_key(cfg) != key:
-                key, workload = None, None  # free the previous data set first
-                workload = workload_for_run(cfg)
-                workload.setup_data(Path(data_root), torch.device(ex.device))
-                key = _data_key(cfg)
-            out = train_run(workload, cfg, store, ex)
-            conn.send((out.status, out.summary, out.message))
-        except KeyboardInterrupt:  # the loop stored the run interrupted; the driver says so
-            return
-        except StoreError as exc:  # disk full: the driver stops the sweep and says so
-            conn.send(("store-error", {}, str(exc)))
-            return
-        except Exception as exc:  # before the loop: config drift, missing data
-            error = f"{type(exc).__name__}: {exc}"
-            record_failure(store, cfg, error, ex)
-            conn.send(("failed", {}, error))
-
-
-@dataclass
-class _Worker:
-    proc: Any
-    conn: Connection
-    cfg: RunConfig | None = None
-    key: str | None = None
-    started: float = 0.0
+    try:
+        workload = workload_for_run(cfg)
+        workload.setup_data(Path(data_root), torch.device(ex.device))
+        out = train_run(workload, cfg, store, ex)
+        conn.send((out.status, out.summary, out.message))
+    except KeyboardInterrupt:  # the loop stored the run interrupted; the driver says so
+        return
+    except StoreError as exc:  # disk full: the driver stops the sweep and says so
+        conn.send(("store-error", {}, str(exc)))
+    except Exception as exc:  # before the loop: config drift, missing data
+        error = f"{type(exc).__name__}: {exc}"
+        record_failure(store, cfg, error, ex)
+        conn.send(("failed", {}, error))
 
 
 def run_local(
-    configs,
+    configs: list[RunConfig],
     store: Store,
     ex: Execution,
     data_root: Path,
     n_workers: int,
-    report,
+    report: Any,
     threads: int | None = None,
-):
-    """Train ``configs`` on ``n_workers`` spawned processes; ``report(status, cfg, summary,
-    message, wall)`` is called in the driver as each run ends."""
+) -> None:
+    """Train ``configs`` in spec order, each in its own spawned process, at most ``n_workers``
+    at a time (CleanRL's benchmark utility, with processes instead of shell commands: a custom
+    driver's registered workloads reach the workers); ``report(status, cfg, summary, message,
+    wall)`` is called in the driver as each run ends. A process that dies without a result has
+    its run recorded ``failed`` with its exit reason, and the sweep goes on."""
     ctx = mp.get_context("spawn")  # fork after torch (and CUDA) initialised is unsafe
     n_gpus = torch.cuda.device_count() if ex.device == "cuda" else 0
     threads = worker_threads(threads, n_workers)
-
-    def start(i: int) -> _Worker:
-        device = f"cuda:{i % n_gpus}" if n_gpus else ex.device
-        parent_conn, child_conn = ctx.Pipe()
-        proc = ctx.Process(
-            target=_worker_main,
-            args=(
-                child_conn,
-                str(store.path),
-                str(data_root),
-                _replace_device(ex, device),
-                threads,
-            ),
-            daemon=True,
-        )
-        proc.start()
-        child_conn.close()
-        return _Worker(proc, parent_conn)
-
-    first: dict[str, int] = {}  # group runs by data set, groups in spec order
-    for i, c in enumerate(configs):
-        first.setdefault(_data_key(c), i)
-    pending = sorted(configs, key=lambda c: first[_data_key(c)])
-    workers = [start(i) for i in range(n_workers)]
+    pending = list(reversed(configs))
+    running: dict[int, tuple[Any, Connection, RunConfig, float]] = {}  # slot -> its run
     try:
-        while pending or any(w.cfg is not None for w in workers):
-            for w in workers:
-                if w.cfg is None and pending:  # prefer a run whose data the worker holds
-                    j = next((k for k, c in enumerate(pending) if _data_key(c) == w.key), 0)
-                    w.cfg, w.started = pending.pop(j), time.perf_counter()
-                    w.key = _data_key(w.cfg)
-                    w.conn.send(w.cfg.to_dict())
-            busy = [w for w in workers if w.cfg is not None]
-            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
-            for i, w in enumerate(workers):
-                if w.cfg is None or (w.conn not in ready and w.proc.sentinel not in ready):
-                    continue
-                cfg, wall = w.cfg, time.perf_counter() - w.started
-                try:
-                    if w.conn.poll():
-                        status, summary, message = w.conn.recv()
-                        if status == "store-error":
-                            raise StoreError(message)
-                        w.cfg = None
-                        report(status, cfg, summary, message, wall)
-                        continue
-                except (EOFError, OSError):
-                    pass
-                w.proc.join(timeout=30)
-                if w.proc.is_alive():  # pipe broke but the process lives: not ours to trust
-                    w.proc.kill()
-                    w.proc.join()
-                error = _exit_reason(w.proc.exitcode)
-                record_failure(store, cfg, error, ex)
-                report("failed", cfg, {}, error, wall)
-                w.cfg = None
-                if pending:  # a fresh process for the rest of the sweep
-                    workers[i] = start(i)
+        while pending or running:
+            for slot in range(n_workers):
+                if slot not in running and pending:
+                    device = f"cuda:{slot % n_gpus}" if n_gpus else ex.device
+                    cfg, (recv, send) = pending.pop(), ctx.Pipe(duplex=False)
+                    args = (send, cfg.to_dict(), str(store.path), str(data_root))
+                    proc = ctx.Process(
+                        target=_train_one,
+                        args=(*args, _replace_device(ex, device), threads),
+                        daemon=True,
+                    )
+                    proc.start()
+                    send.close()
+                    running[slot] = (proc, recv, cfg, time.perf_counter())
+            ready = wait(
+                [c for _, c, *_ in running.values()] + [p.sentinel for p, *_ in running.values()]
+            )
+            for slot, (proc, recv, cfg, t0) in list(running.items()):
+                if recv in ready or proc.sentinel in ready:
+                    del running[slot]
+                    _collect(proc, recv, cfg, time.perf_counter() - t0, store, ex, report)
     finally:
-        for w in workers:
-            try:
-                w.conn.send(None)
-            except OSError:
-                pass
-        for w in workers:
-            w.proc.join(timeout=10)
-            if w.proc.is_alive():
-                w.proc.kill()
+        for proc, *_ in running.values():
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _collect(
+    proc: Any,
+    recv: Connection,
+    cfg: RunConfig,
+    wall: float,
+    store: Store,
+    ex: Execution,
+    report: Any,
+) -> None:
+    """A worker's result, or its death recorded as the run's failure."""
+    try:
+        result = recv.recv() if recv.poll() else None
+    except (EOFError, OSError):
+        result = None
+    proc.join(timeout=30)
+    if proc.is_alive():  # a result sent and the process hangs, or a pipe broke: not trusted
+        proc.kill()
+        proc.join()
+    if result is None:
+        error = _exit_reason(proc.exitcode)
+        record_failure(store, cfg, error, ex)
+        report("failed", cfg, {}, error, wall)
+        return
+    status, summary, message = result
+    if status == "store-error":
+        raise StoreError(message)
+    report(status, cfg, summary, message, wall)
 
 
 def _replace_device(ex: Execution, device: str) -> Execution:
