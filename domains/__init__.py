@@ -4,6 +4,7 @@ module directly. Adding a domain = adding one sub-package that calls ``register`
 from domains.registry import (
     UnknownWorkloadError,
     WorkloadSpec,
+    add_domains_path,
     create_workload,
     default_workload,
     domain_names,
@@ -25,6 +26,7 @@ from domains.workload import (
 
 __all__ = [
     "UnknownWorkloadError",
+    "add_domains_path",
     "WorkloadSpec",
     "create_workload",
     "default_workload",

@@ -4,13 +4,27 @@ Each sub-package of ``domains/`` is one domain; importing it registers its workl
 packages are imported on first use, and must import their heavy optional libraries
 (torchvision, transformers, torch_geometric, stable_baselines3) inside functions, so that a
 missing extra only matters when one of its workloads is built.
+
+Domains from outside the repository register the same way, found in two places:
+- an installed distribution's entry point in the group ``sam_overparam.domains``, named after
+  the domain, whose value is the module that registers its workloads::
+
+      [project.entry-points."sam_overparam.domains"]
+      tabular = "my_tabular_domain"
+
+- a folder on ``$SAM_DOMAINS_PATH`` (``os.pathsep``-separated; the commands' ``--domains-path``
+  sets it, so sweep workers see it too): each package or module in it is a domain of its name.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
+import importlib.metadata
+import os
 import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +40,13 @@ __all__ = [
     "get_spec",
     "domain_names",
     "default_workload",
+    "add_domains_path",
+    "ENTRY_POINT_GROUP",
+    "DOMAINS_PATH_ENV",
 ]
+
+ENTRY_POINT_GROUP = "sam_overparam.domains"
+DOMAINS_PATH_ENV = "SAM_DOMAINS_PATH"
 
 
 class UnknownWorkloadError(KeyError):
@@ -71,17 +91,62 @@ def register(
     return wrap
 
 
-def domain_names() -> list[str]:
-    """Every domain package under ``domains/`` (imported or not)."""
+@functools.cache
+def _builtin_domains() -> tuple[str, ...]:
     import domains
 
-    return sorted(m.name for m in pkgutil.iter_modules(domains.__path__) if m.ispkg)
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(domains.__path__) if m.ispkg))
+
+
+def _external_domains() -> dict[str, Callable[[], object]]:
+    """Domain name -> the import that registers its workloads, for domains from outside the
+    repository (entry points, then ``$SAM_DOMAINS_PATH`` folders)."""
+    return _external_domains_in(os.environ.get(DOMAINS_PATH_ENV, ""))
+
+
+@functools.cache  # entry points are read once per process (per domains path)
+def _external_domains_in(domains_path: str) -> dict[str, Callable[[], object]]:
+    found: dict[str, Callable[[], object]] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load
+    for folder in filter(None, domains_path.split(os.pathsep)):
+        for module in pkgutil.iter_modules([folder]):
+            found[module.name] = lambda f=folder, n=module.name: _import_from(f, n)
+    clash = sorted(set(found) & set(_builtin_domains()))
+    if clash:
+        raise ValueError(f"external domain {clash[0]!r} has the name of a built-in domain")
+    return found
+
+
+def _import_from(folder: str, name: str) -> object:
+    if folder not in sys.path:
+        sys.path.append(folder)  # after the installed packages: never shadows one
+    return importlib.import_module(name)
+
+
+def add_domains_path(folder: str | os.PathLike[str]) -> None:
+    """Register the domains in ``folder`` (each package or module in it is one), for this
+    process and the processes it starts (``$SAM_DOMAINS_PATH``)."""
+    path = os.path.abspath(os.fspath(folder))
+    if not os.path.isdir(path):
+        raise ValueError(f"--domains-path {folder}: not a folder")
+    current = os.environ.get(DOMAINS_PATH_ENV, "")
+    if path not in current.split(os.pathsep):
+        os.environ[DOMAINS_PATH_ENV] = os.pathsep.join(filter(None, [current, path]))
+
+
+def domain_names() -> list[str]:
+    """Every domain: the packages under ``domains/`` and those from outside (imported or not)."""
+    return sorted({*_builtin_domains(), *_external_domains()})
 
 
 def _import_domain(domain: str) -> None:
     if domain in _IMPORTED:
         return
-    importlib.import_module(f"domains.{domain}")
+    if domain in _builtin_domains():
+        importlib.import_module(f"domains.{domain}")
+    else:
+        _external_domains()[domain]()
     _IMPORTED.add(domain)
 
 

@@ -7,10 +7,19 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from domains import add_domains_path
 from results.store import StoreError
 from runners.config import run_options
 
-__all__ = ["UsageError", "Parser", "run_guarded", "add_run_options", "run_option_values"]
+__all__ = [
+    "UsageError",
+    "Parser",
+    "run_guarded",
+    "add_run_options",
+    "run_option_values",
+    "add_domains_path_option",
+    "register_domains_path",
+]
 
 
 class UsageError(Exception):
@@ -78,3 +87,32 @@ def run_option_values(args: argparse.Namespace) -> dict[str, Any]:
                 ) from None
         values[f.name] = value
     return values
+
+
+def add_domains_path_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--domains-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of domain packages from outside the repository: each package in it "
+        "registers its workloads (also $SAM_DOMAINS_PATH; installed packages register through "
+        "the entry-point group sam_overparam.domains)",
+    )
+
+
+def register_domains_path(argv: list[str] | None) -> None:
+    """Apply ``--domains-path DIR`` before the parser is built (its help lists the domains)
+    and before anything looks a workload up; the processes a command starts inherit it."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, token in enumerate(argv):
+        if token == "--domains-path" and i + 1 < len(argv):
+            folder = argv[i + 1]
+        elif token.startswith("--domains-path="):
+            folder = token.partition("=")[2]
+        else:
+            continue
+        try:
+            add_domains_path(folder)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None

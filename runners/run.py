@@ -39,7 +39,15 @@ from domains import (
 )
 from results.store import Store, StoreError
 from results.tables import workload_table
-from runners.cli import Parser, UsageError, add_run_options, run_guarded, run_option_values
+from runners.cli import (
+    Parser,
+    UsageError,
+    add_domains_path_option,
+    add_run_options,
+    register_domains_path,
+    run_guarded,
+    run_option_values,
+)
 from runners.config import OPTIMIZER_CHOICES, RunConfig
 from runners.measure import MeasureError, MeasureSettings, measure_run
 from runners.plan import PlanError, check_widths, expand_grid
@@ -110,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train --seeds one after another even where the workload allows training them "
         "at once as one vmapped model (same results up to float rounding)",
     )
+    add_domains_path_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per evaluation")
     return p
@@ -293,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
     try:
+        register_domains_path(argv)  # before the parser: its help lists the domains
+        parser = build_parser()
         args, extra = parser.parse_known_args(argv)
         overrides = _parse_overrides(extra)
         if args.no_weight_decay:

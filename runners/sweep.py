@@ -49,7 +49,13 @@ import torch
 
 from domains import get_spec, resolve_data_root
 from results.store import Store, StoreError
-from runners.cli import Parser, UsageError, run_guarded
+from runners.cli import (
+    Parser,
+    UsageError,
+    add_domains_path_option,
+    register_domains_path,
+    run_guarded,
+)
 from runners.config import RunConfig, workload_for_run
 from runners.lease import held_by_other
 from runners.sweep_options import positive_int, run_details, worker_threads
@@ -68,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("spec", help="sweep spec YAML (e.g. sweeps/quick.yaml)")
+    add_domains_path_option(p)
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes")
     p.add_argument("--executor", default="local", choices=("local", "ray"))
@@ -310,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     try:
+        register_domains_path(argv)  # workers inherit it ($SAM_DOMAINS_PATH)
         args = build_parser().parse_args(argv)
         if args.workers is not None and args.workers < 1:
             raise UsageError(f"--workers must be >= 1, got {args.workers}")

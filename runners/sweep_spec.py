@@ -13,7 +13,7 @@
         preset: smoke            # optional; any top-level default can be given per entry
         overrides: {num_epochs: 3}         # workload config fields, as run.py's --key=value
         grid: {label_noise: [0.0, 0.2]}    # workload config fields, one set of runs per value
-        flags: {precision: fp32, adaptive: false, sam_start: [0, 0.5]}  # run options (run.py's flags)
+        flags: {precision: fp32, adaptive: false, sam_start: [0, 0.5]}  # run.py's run options
 
 The file only declares; every key and value is checked before anything runs (a typo'd key is
 an error that names it, where it is, and the valid keys), and each entry is expanded by
