@@ -68,10 +68,19 @@ def resolve_data_root(data_root: str | Path | None) -> Path:
 @dataclass(frozen=True)
 class Target:
     """The metric that selects models and rho: evaluated as ``val/<name>``, reported as
-    ``test/<name>`` at the best validation point."""
+    ``test/<name>`` at the best validation point. ``unit`` and ``scale`` say how to read it
+    (stored with each run's summary as ``target_unit``; the report's table headers use it)."""
 
     name: str
     mode: Literal["min", "max"]
+    unit: str = ""  # what the number is: "accuracy", "MSE", "return" ('' = not declared)
+    scale: Literal["percent", "fraction", ""] = ""  # 0..100, 0..1, or neither (MSE, return)
+
+    @property
+    def label(self) -> str:
+        """The unit as table headers show it: 'accuracy, %', 'AP, 0..1', 'MSE'."""
+        suffix = {"percent": ", %", "fraction": ", 0..1", "": ""}[self.scale]
+        return f"{self.unit}{suffix}" if self.unit else ""
 
     def better(self, a: float, b: float) -> bool:
         """True if ``a`` is strictly better than ``b``."""

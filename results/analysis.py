@@ -41,6 +41,7 @@ from results.paper_numbers import (
     AXIS_KINDS,
     PROTOCOLS,
     PaperReference,
+    metric_unit,
     paper_at,
     reference_for,
     reference_slope,
@@ -125,6 +126,7 @@ class WidthRow:
     alt: WidthRow | None = None  # the same cell at the other protocol, where a table shows both
     sam_by_rho: dict[float, tuple[float, float]] = field(default_factory=dict)
     """test metric (mean, std over seeds) of plain SAM at every rho run, chosen or not"""
+    unit: str = ""  # the target's unit as its runs stored it ('' for stores before it)
     choices: dict[str, float] = field(default_factory=dict)
     """other settings chosen or paired for this row (e.g. each optimizer's weight decay)"""
 
@@ -146,6 +148,12 @@ class Experiment:
     @property
     def label(self) -> str:
         return ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.setup.items()))
+
+    @property
+    def unit(self) -> str:
+        """The target's unit: as the runs stored it (Target.unit/scale), else as
+        results/paper_numbers.py knows it for stores written before runs stored it."""
+        return next((r.unit for r in self.rows if r.unit), "") or metric_unit(self.workload)
 
     @property
     def reference(self) -> PaperReference | None:
@@ -334,6 +342,7 @@ def compare_runs(
         if not variant
     }
     return WidthRow(
+        unit=done[0]["summary"].get("target_unit") or "",
         sam_by_rho=by_rho,
         width=width,
         params=params,

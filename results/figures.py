@@ -25,7 +25,7 @@ from matplotlib.ticker import NullFormatter
 
 from results.analysis import Experiment, experiments, optimizer_label
 from results.io import atomic_write
-from results.paper_numbers import metric_unit, paper_at
+from results.paper_numbers import paper_at
 from results.store import Store
 
 __all__ = [
@@ -112,7 +112,7 @@ def gain_vs_params(exps: list[Experiment]) -> Figure:
         ax.xaxis.set_minor_formatter(NullFormatter())  # labelled decades only: no overlap
         ax.set_title(_title(e), fontsize=9)
         ax.set_xlabel("parameters")
-        unit = metric_unit(e.workload)
+        unit = e.unit
         ax.set_ylabel(f"SAM gain ({unit})" if unit else "SAM gain")
         ax.legend(fontsize=7)
     fig.suptitle(

@@ -37,7 +37,7 @@ from results.analysis import (
     trend,
     weight_decay_experiments,
 )
-from results.paper_numbers import AXIS_KINDS, metric_unit, paper_at
+from results.paper_numbers import AXIS_KINDS, paper_at
 from results.render import Table, fmt_num, fmt_pm, write_table
 from results.store import Store
 from results.trend import verdict_sentence
@@ -80,7 +80,7 @@ def _rho(rho: float | None, variant: str = "") -> str:
 
 
 def _metric_title(exp: Experiment) -> str:
-    unit = metric_unit(exp.workload)
+    unit = exp.unit
     return f"test {exp.rows[0].target}" + (f" ({unit})" if unit else "")
 
 
@@ -171,7 +171,7 @@ def experiment_table(
                 "params": r.params,
                 "target": r.target,
                 "mode": r.mode,
-                "unit": metric_unit(e.workload),
+                "unit": e.unit,
                 "protocol": r.protocol,
                 "base_optimizer": e.base_optimizer,
                 "base_mean": r.base[0],
@@ -306,7 +306,7 @@ def summary_table(exps: list[Experiment] | list[tuple[Experiment, Trend]]) -> Ta
                 "domain": e.domain,
                 "protocol": e.protocol,
                 "widths": " ".join(f"{w:g}" for w in t.widths),
-                "unit": metric_unit(e.workload),
+                "unit": e.unit,
                 "n_gains": test.n_seeds,
                 "slope": test.slope,
                 "slope_ci95_lo": test.slope_ci95[0],
@@ -335,7 +335,7 @@ def findings(pairs: list[tuple[Experiment, Trend]]) -> list[str]:
     results/trend.py's verdict sentence (with the paper's slope for the paper's setup only)."""
     lines = []
     for e, t in pairs:
-        unit = metric_unit(e.workload)
+        unit = e.unit
         setup = f"preset {e.config.get('preset', '?')}" + (f", {e.label}" if e.label else "")
         what = (
             f"**{e.workload}** ({setup}; protocol {e.protocol}; widths "

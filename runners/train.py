@@ -553,6 +553,7 @@ def finish_run(
     summary = {
         "target": target.name,
         "target_mode": target.mode,
+        **({"target_unit": unit} if (unit := getattr(target, "label", "")) else {}),
         "n_params": n_params,
         "best/epoch": best.get("epoch"),
         f"best/val_{target.name}": best.get("val"),
@@ -633,6 +634,7 @@ def _train_owned_loop(
     summary = {
         "target": t,
         "target_mode": target.mode,
+        **({"target_unit": unit} if (unit := getattr(target, "label", "")) else {}),
         "n_params": n_params,
         "best/epoch": None,
         "best/step": final.get("best_step"),

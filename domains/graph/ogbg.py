@@ -66,6 +66,7 @@ NUM_ATOM_FEATURES = 9  # ogb.utils.features: atomic number, chirality, degree, c
 # OGB name -> (number of tasks, Evaluator metric); also in OGB's master.csv, kept here so that
 # building a model (run.py --list, parameter counts) needs no OGB import.
 TASKS = {"ogbg-molpcba": (128, "ap"), "ogbg-molhiv": (1, "rocauc"), "ogbg-moltox21": (12, "rocauc")}
+_UNITS = {"ap": "AP", "rocauc": "ROC-AUC"}  # Target.unit of each metric (a fraction 0..1)
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class OgbgMolecules(Workload):
         if config.dataset not in TASKS:
             raise ValueError(f"dataset must be one of {sorted(TASKS)}, got {config.dataset!r}")
         self.num_tasks, metric = TASKS[config.dataset]
-        self.target = Target(metric, "max")
+        self.target = Target(metric, "max", unit=_UNITS[metric], scale="fraction")
         self.splits: dict[str, Any] = {}
         self.eval_splits: dict[str, Any] = {}
         self.device = torch.device("cpu")

@@ -97,7 +97,7 @@ class GCN(nn.Module):
 
 
 class PlanetoidNodes(Workload):
-    target = Target("acc", "max")
+    target = Target("acc", "max", unit="accuracy", scale="fraction")
     widths = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # hidden 16 ... 512
 
     def __init__(self, config: PlanetoidConfig) -> None:

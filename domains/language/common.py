@@ -314,7 +314,7 @@ class SST2Classification(Workload):
     """Data, loss and evaluation of the SST-2 workloads; subclasses give ``build_model`` a
     module mapping (B, T) token ids and (B,) lengths to (B, 2) logits."""
 
-    target = Target("acc", "max")
+    target = Target("acc", "max", unit="accuracy", scale="percent")
 
     def __init__(self, config: SST2DataConfig) -> None:
         super().__init__(config)

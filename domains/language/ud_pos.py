@@ -336,7 +336,7 @@ def _init_weights(m: nn.Module) -> None:
 
 # ---------------------------------------------------------------------- workload
 class UDPOSTransformer(Workload):
-    target = Target("acc", "max")
+    target = Target("acc", "max", unit="accuracy", scale="percent")
     widths = (0.5, 1.0, 1.5, 2.0, 2.5)  # d = 128, 256, 384, 512, 640
 
     def __init__(self, config: UDPOSConfig) -> None:

@@ -145,7 +145,7 @@ def _features_extractor_class() -> type:
 
 
 class AtariPPO(Workload):
-    target = Target("return", "max")
+    target = Target("return", "max", unit="return")
     widths = (0.5, 1.0, 1.5, 2.0)
     owns_loop = True
 

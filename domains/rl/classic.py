@@ -67,7 +67,7 @@ class _MlpActorCritic(nn.Module):
 
 
 class ClassicPPO(Workload):
-    target = Target("return", "max")
+    target = Target("return", "max", unit="return")
     widths = (0.25, 0.5, 1.0, 2.0, 4.0)
     owns_loop = True
 

@@ -84,7 +84,7 @@ class TwoLayerFixedOutput(nn.Module):
 
 
 class AllenZhuRegression(Workload):
-    target = Target("mse", "min")
+    target = Target("mse", "min", unit="MSE")
     widths = (1.0, 5.0, 10.0, 50.0)  # m = 100, 500, 1000, 5000
     supports_seed_ensemble = False  # the fixed layer is a buffer
 

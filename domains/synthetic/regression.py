@@ -89,7 +89,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class TeacherStudentRegression(Workload):
-    target = Target("mse", "min")
+    target = Target("mse", "min", unit="MSE")
     widths = tuple(float(k) for k in range(1, 11))  # h = 100, 200, ..., 1000
     supports_seed_ensemble = True  # an MLP without batch norm or dropout: seeds can be vmapped
 

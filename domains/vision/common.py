@@ -239,7 +239,7 @@ class OnDeviceImageClassification(Workload):
     """Classification with every split on the device; subclasses give the model and the raw
     splits (``_load_raw``) and say whether training batches are augmented."""
 
-    target = Target("acc", "max")
+    target = Target("acc", "max", unit="accuracy", scale="percent")
     num_classes = 10
     augment_pad = 0  # > 0: random crop with this zero padding + horizontal flip
     image_shape: tuple[int, int, int] = (28, 28, 1)  # (H, W, C), for synthetic data

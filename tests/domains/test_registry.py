@@ -173,3 +173,14 @@ def test_sweep_rho_paper_uses_the_per_width_grid(tmp_path):
     assert [len(per_width[w]) for w in (0.25, 0.5, 0.75, 1.0, 1.25)] == [6, 6, 5, 5, 5]
     assert 0.005 in per_width[0.5] and 0.005 not in per_width[0.75]
     assert [c.width for c in configs] == sorted(c.width for c in configs)  # width order kept
+
+
+@pytest.mark.parametrize("name", list_workloads())
+def test_declared_unit_is_the_one_the_report_knew(name):
+    """Target.unit/scale (stored with each run) agree with results/paper_numbers.py's
+    METRIC_UNITS, the report's fallback for stores written before runs stored their unit."""
+    from results.paper_numbers import METRIC_UNITS
+
+    label = create_workload(name, get_spec(name).presets[0]).target.label
+    if name in METRIC_UNITS:
+        assert label == METRIC_UNITS[name]
