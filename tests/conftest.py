@@ -26,6 +26,15 @@ def absolute_sam_data(env: MutableMapping[str, str] = os.environ) -> None:
 absolute_sam_data()  # once, at session start, before any test can change the cwd
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One marker per domain, from the registry (a new domain, in the repo or from outside it,
+    needs no pyproject.toml edit; --strict-markers still refuses a typo)."""
+    from domains import domain_names
+
+    for domain in domain_names():
+        config.addinivalue_line("markers", f"{domain}: {domain} domain tests")
+
+
 @pytest.fixture(autouse=True)
 def _seed_torch():
     torch.manual_seed(0)

@@ -123,3 +123,22 @@ def test_run_sweep_and_report_take_an_outside_domain(tmp_path):
     res = run_cli(["--results", "out", "--sections", "tables"], tmp_path, script="report.py")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "out" / "tables" / "extcli-regression.md").exists()
+
+
+def test_every_domain_has_a_test_marker(pytestconfig, tmp_path, clean_registry):
+    """tests/conftest.py registers one marker per registry domain, one from outside the repo
+    included (no pyproject.toml edit)."""
+    from tests.conftest import pytest_configure
+
+    markers = {line.split(":")[0] for line in pytestconfig.getini("markers")}
+    assert set(domain_names()) <= markers
+    _write_package(tmp_path / "mine", "extpath")
+    registry.add_domains_path(tmp_path / "mine")
+    lines: list[str] = []
+
+    class Config:
+        def addinivalue_line(self, name: str, line: str) -> None:
+            lines.append(line)
+
+    pytest_configure(Config())
+    assert "extpath: extpath domain tests" in lines
