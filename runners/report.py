@@ -20,7 +20,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from results.analysis import experiments
+from results.analysis import (
+    ABLATION_FIELDS,
+    AXIS_DEFAULTS,
+    ablation_experiments,
+    experiments,
+    longer_base_experiments,
+    setup_key,
+    weight_decay_experiments,
+)
 from results.figures import write_figures
 from results.io import atomic_write
 from results.late_phase import late_phase_table
@@ -65,6 +73,65 @@ def write_findings(store: Store, results_dir: Path, workload: str | None = None)
         atomic_write(readme, with_generated_block(old, f"{_FINDINGS_INTRO}\n\n{text}"))
         text += f"wrote the findings block of {readme}\n"
     return text
+
+
+def write_tables_and_exclusions(
+    store: Store, results_dir: Path, workload: str | None = None
+) -> str:
+    """results/tables.py's tables, then one line per group of done runs (one workload, one
+    setup) that no table shows, and why: runs never vanish from the report silently."""
+    return write_tables(store, results_dir, workload) + "".join(
+        f"{line}\n" for line in excluded_run_groups(store, workload)
+    )
+
+
+def excluded_run_groups(store: Store, workload: str | None = None) -> list[str]:
+    """A line per workload with done runs but no width table (so not in the summary or Fig. 1
+    either), and per setup whose done runs are in no table at all (width, ablation, axis,
+    weight decay, longer base) nor in the late-phase section; each with the reason its runs
+    show."""
+    done = [r for r in store.runs(workload=workload, status="done") if not is_late_phase(r)]
+    by_workload: dict[str, list[dict]] = {}
+    for r in done:
+        by_workload.setdefault(r["workload"], []).append(r)
+    lines, shown = [], set()
+    tables = []
+    for name, runs in sorted(by_workload.items()):
+        width_tables = experiments(store, name)
+        if not width_tables:
+            lines.append(
+                f"no width table for {name} ({len(runs)} done runs; not in the summary or "
+                f"figures): {_why_excluded(runs)}"
+            )
+        tables += width_tables
+    for field_name in (*ABLATION_FIELDS, *AXIS_DEFAULTS):
+        tables += ablation_experiments(store, field_name)
+    tables += weight_decay_experiments(store) + longer_base_experiments(store)
+    for exp in tables:
+        for row in exp.rows:
+            shown.update(row.base_ids, row.sam_ids)
+    groups: dict[str, list[dict]] = {}
+    for r in done:
+        groups.setdefault(setup_key(r)[0], []).append(r)
+    for runs in groups.values():
+        if shown.isdisjoint(r["id"] for r in runs):
+            lines.append(
+                f"not in any table: {len(runs)} done runs of {runs[0]['workload']}, "
+                f"{_why_excluded(runs)}"
+            )
+    return lines
+
+
+def _why_excluded(runs: list[dict]) -> str:
+    wl = ((runs[0].get("config") or {}).get("run") or {}).get("workload_config") or {}
+    off = [f"{k}={wl[k]}" for k in ABLATION_FIELDS if wl.get(k)]
+    if off:
+        return (
+            f"its runs have {', '.join(off)}: ablation values (the width tables take runs at "
+            "the clean value 0 only; a workload whose default is not 0 never reaches them)"
+        )
+    optimizers = sorted({r["optimizer"] for r in runs})
+    return f"only {'/'.join(optimizers)} runs in this setup: a table compares base with SAM"
 
 
 def write_sharpness(store: Store, results_dir: Path, workload: str | None = None) -> str:
@@ -155,7 +222,7 @@ def _code_block(obj: object) -> str:
 
 # The report, in order. Another section is one line here: name -> function(store, dir, workload).
 SECTIONS: dict[str, Section] = {
-    "tables": write_tables,  # results/tables.py: per workload, summary, ablations
+    "tables": write_tables_and_exclusions,  # results/tables.py; runs in no table said why
     "findings": write_findings,  # trend verdicts per workload and setup -> <results>/README.md
     "figures": write_figures,  # results/figures.py: Fig. 1 layout, training curves, rho vs width
     "sharpness": write_sharpness,  # results/sharpness_report.py: measures vs width, Kendall tau

@@ -184,3 +184,17 @@ def test_declared_unit_is_the_one_the_report_knew(name):
     label = create_workload(name, get_spec(name).presets[0]).target.label
     if name in METRIC_UNITS:
         assert label == METRIC_UNITS[name]
+
+
+@pytest.mark.parametrize("name", list_workloads())
+def test_ablation_fields_default_to_their_clean_value(name):
+    """A config field named like an ablation axis (results/analysis.py ABLATION_FIELDS) with a
+    non-zero default would move every run of the workload out of its own width table, the
+    summary and Fig. 1 (issue 19); refused here, naming the field."""
+    from results.analysis import ABLATION_FIELDS
+
+    for preset in get_spec(name).presets:
+        config = create_workload(name, preset).config
+        for field in ABLATION_FIELDS:
+            value = getattr(config, field, None)
+            assert not value, f"{name} preset {preset}: {field} defaults to {value!r}, not 0"
