@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 from domains import add_domains_path
@@ -12,6 +13,7 @@ from results.store import StoreError
 from runners.config import run_options
 
 __all__ = [
+    "DEFAULT_RESULTS",
     "UsageError",
     "Parser",
     "run_guarded",
@@ -20,6 +22,11 @@ __all__ = [
     "add_domains_path_option",
     "register_domains_path",
 ]
+
+
+# Where runs are stored without --results: ./runs (ignored by git), outside the results
+# package, which holds code and the committed quick results (results/quick/).
+DEFAULT_RESULTS = Path("runs")
 
 
 class UsageError(Exception):

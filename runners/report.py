@@ -42,6 +42,7 @@ from results.theory_figures import (
     paper_theory_figures,
     patch_heatmap,
 )
+from runners.cli import DEFAULT_RESULTS
 
 Section = Callable[[Store, Path, str | None], str]
 """(store, results folder, workload or None for all) -> text for the terminal"""
@@ -240,7 +241,11 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="report.py", description=__doc__.splitlines()[0])
-    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument(
+        "--results",
+        default=str(DEFAULT_RESULTS),
+        help=f"results folder (default {DEFAULT_RESULTS}/)",
+    )
     p.add_argument("--workload", default=None, help="only this workload")
     p.add_argument(
         "--sections",

@@ -40,6 +40,7 @@ from domains import (
 from results.store import Store, StoreError
 from results.tables import workload_table
 from runners.cli import (
+    DEFAULT_RESULTS,
     Parser,
     UsageError,
     add_domains_path_option,
@@ -86,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="data sets folder (default: $SAM_DATA, else ~/.cache/sam-overparam)",
     )
-    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument(
+        "--results",
+        default=str(DEFAULT_RESULTS),
+        help=f"results folder (default {DEFAULT_RESULTS}/)",
+    )
     p.add_argument(
         "--no-weight-decay",
         action="store_true",

@@ -27,7 +27,7 @@ import torch
 
 from domains import MissingDataError
 from results.store import Store, StoreError
-from runners.cli import Parser, UsageError
+from runners.cli import DEFAULT_RESULTS, Parser, UsageError
 from runners.measure import (  # the engine; MeasureSettings and measure_run re-exported here
     DEFAULT_MEASURES,
     MEASURES,
@@ -55,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="stored run ids")
     p.add_argument("--all", action="store_true", help="every done run of --workload")
     p.add_argument("--workload", default=None, help="with --all: the workload to measure")
-    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument(
+        "--results",
+        default=str(DEFAULT_RESULTS),
+        help=f"results folder (default {DEFAULT_RESULTS}/)",
+    )
     p.add_argument("--measures", default=",".join(DEFAULT_MEASURES), help="comma list")
     p.add_argument("--n-examples", type=int, default=MeasureSettings.n_examples)
     p.add_argument("--m", type=int, default=MeasureSettings.m, help="examples per m-batch")

@@ -50,6 +50,7 @@ import torch
 from domains import get_spec, resolve_data_root
 from results.store import Store, StoreError
 from runners.cli import (
+    DEFAULT_RESULTS,
     Parser,
     UsageError,
     add_domains_path_option,
@@ -75,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", help="sweep spec YAML (e.g. sweeps/quick.yaml)")
     add_domains_path_option(p)
-    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument(
+        "--results",
+        default=str(DEFAULT_RESULTS),
+        help=f"results folder (default {DEFAULT_RESULTS}/)",
+    )
     p.add_argument("--workers", type=int, default=None, help="local worker processes")
     p.add_argument("--executor", default="local", choices=("local", "ray"))
     p.add_argument("--ray-address", default=None, help="Ray cluster (default: a local Ray)")

@@ -71,7 +71,7 @@ class Execution:
     """How to run (not part of the run's identity)."""
 
     device: str = "cpu"
-    results_dir: Path = Path("results")
+    results_dir: Path = Path("runs")  # runners.cli.DEFAULT_RESULTS
     progress: bool = True
     verbose: bool = False
     channels_last: bool = False  # conv weights and activations NHWC (tensor cores on CUDA)

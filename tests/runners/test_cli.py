@@ -148,3 +148,15 @@ def test_run_flags_are_not_abbreviated_into_overrides(tmp_path, monkeypatch, cap
     # "--seed" is not "--seeds": it is a workload key, and this workload has no such key.
     assert main(["--domain", "synthetic", "--preset", "smoke", "--seed=3"]) == 2
     assert "unknown config key 'seed'" in capsys.readouterr().err
+
+
+def test_default_results_folder_is_runs_outside_the_results_package(tmp_path):
+    """Without --results, runs land in ./runs (ignored by git), not in the results package."""
+    from tests.conftest import REPO, run_cli
+
+    args = ["--workload", "synthetic-regression", "--preset", "smoke", "--optimizer", "base"]
+    res = run_cli([*args, "--num_epochs=1"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "runs" / "runs.sqlite").is_file()
+    assert not (tmp_path / "results").exists()
+    assert "/runs/" in (REPO / ".gitignore").read_text().split()
