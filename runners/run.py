@@ -302,6 +302,46 @@ def _seed_groups(
     return {cfg.run_id: group for group in groups for cfg in group}
 
 
+def _outcome_line(cfg: RunConfig, out: RunOutcome, target: Any) -> str:
+    """One line per run: status, run, parameters, metrics at the best epoch, time, id."""
+    s = out.summary
+    opt = f"sam rho={cfg.rho:g}" if cfg.optimizer == "sam" else cfg.optimizer
+    if (cfg.sam_start, cfg.sam_end) != (0.0, 1.0):
+        opt += f" from {cfg.sam_start:g} to {cfg.sam_end:g}"
+    val, test = s.get(f"best/val_{target.name}"), s.get(f"best/test_{target.name}")
+    final_test = s.get(f"final/test_{target.name}")
+    metrics = (
+        (
+            f"val/{target.name} {val:.5g}  test/{target.name} {test:.5g}  "
+            f"(best epoch {s.get('best/epoch')}"
+            + ("" if final_test is None else f"; final test {final_test:.5g}")
+            + ")"
+        )
+        if val is not None
+        else ""
+    )
+    wall = s.get("wall_time_s")
+    return (
+        f"{out.status:<8} {cfg.workload} {opt} w{format_width(cfg.width)} s{cfg.seed}  "
+        f"params {s.get('n_params', 0):,}  {metrics}  "
+        f"{'' if wall is None else f'{wall:.1f}s'}  id {out.run_id}"
+        f"{'  ' + out.message if out.message else ''}"
+    )
+
+
+def _measure_sharpness(
+    store: Store, results_dir: Path, run_id: str, device: str, workload: Workload
+) -> None:
+    """--measure-sharpness: the default measures of a finished run, stored and printed."""
+    try:
+        values = measure_run(
+            store, results_dir, run_id, MeasureSettings(), device, workload=workload
+        )
+        print("  sharpness: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+    except MeasureError as exc:
+        print(f"  sharpness not measured: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_guarded("run.py", lambda: _main(argv))
 
@@ -373,43 +413,10 @@ def _main(argv: list[str] | None) -> int:
                 outs = train_seeds(workload, group, store, ex)
             outcomes.update(zip([c.run_id for c in group], outs))
         out = outcomes[cfg.run_id]
-        s = out.summary
-        opt = f"sam rho={cfg.rho:g}" if cfg.optimizer == "sam" else cfg.optimizer
-        if (cfg.sam_start, cfg.sam_end) != (0.0, 1.0):
-            opt += f" from {cfg.sam_start:g} to {cfg.sam_end:g}"
-        val, test = s.get(f"best/val_{target.name}"), s.get(f"best/test_{target.name}")
-        final_test = s.get(f"final/test_{target.name}")
-        metrics = (
-            (
-                f"val/{target.name} {val:.5g}  test/{target.name} {test:.5g}  "
-                f"(best epoch {s.get('best/epoch')}"
-                + ("" if final_test is None else f"; final test {final_test:.5g}")
-                + ")"
-            )
-            if val is not None
-            else ""
-        )
-        wall = s.get("wall_time_s")
-        print(
-            f"{out.status:<8} {cfg.workload} {opt} w{format_width(cfg.width)} s{cfg.seed}  "
-            f"params {s.get('n_params', 0):,}  {metrics}  "
-            f"{'' if wall is None else f'{wall:.1f}s'}  id {out.run_id}"
-            f"{'  ' + out.message if out.message else ''}"
-        )
+        print(_outcome_line(cfg, out, target))
         failures += out.status == "failed"
         if args.measure_sharpness and out.status in ("done", "skipped"):
-            try:
-                values = measure_run(
-                    store,
-                    results_dir,
-                    out.run_id,
-                    MeasureSettings(),
-                    args.device,
-                    workload=workload,
-                )
-                print("  sharpness: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
-            except MeasureError as exc:
-                print(f"  sharpness not measured: {exc}", file=sys.stderr)
+            _measure_sharpness(store, results_dir, out.run_id, args.device, workload)
     print()
     print(workload_table(store, workload.name))
     store.close()

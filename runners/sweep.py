@@ -316,6 +316,32 @@ def _statuses(path: Path, configs: list[RunConfig]) -> dict[str, str]:
         return {c.run_id: row["status"] for c in configs if (row := store.get_run(c.run_id))}
 
 
+def _worker_count(args: argparse.Namespace, n_todo: int) -> int:
+    """--workers, else one per CUDA device with --device cuda, else half the cores; at most
+    one per run to do."""
+    default = (
+        torch.cuda.device_count() if args.device == "cuda" else max(1, (os.cpu_count() or 1) // 2)
+    )
+    return min(args.workers or default, max(n_todo, 1))
+
+
+def _plan_line(
+    name: str, n_runs: int, before: Counter[str], n_todo: int, n_workers: int, args: Any
+) -> str:
+    where = (
+        f"ray ({args.ray_address or 'local'})"
+        if args.executor == "ray"
+        else f"{n_workers} worker(s)"
+    )
+    interrupted = before["running"] + before["interrupted"]
+    return (
+        f"sweep {name}: {n_runs} run(s); {before['done']} done, "
+        f"{before['diverged']} diverged (skipped); {n_todo} to run "
+        f"({before['new']} new, {interrupted} interrupted, {before['failed']} failed before) "
+        f"on {where}, device {args.device}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_guarded("sweep.py", lambda: _main(argv))
 
@@ -340,26 +366,8 @@ def _main(argv: list[str] | None) -> int:
 
     todo = [c for c in sweep.configs if status.get(c.run_id) not in FINISHED]
     before = Counter(status.get(c.run_id, "new") for c in sweep.configs)
-    n_workers = min(
-        args.workers
-        or (
-            torch.cuda.device_count()
-            if args.device == "cuda"
-            else max(1, (os.cpu_count() or 1) // 2)
-        ),
-        max(len(todo), 1),
-    )
-    where = (
-        f"ray ({args.ray_address or 'local'})"
-        if args.executor == "ray"
-        else f"{n_workers} worker(s)"
-    )
-    print(
-        f"sweep {sweep.name}: {len(sweep.configs)} run(s); {before['done']} done, "
-        f"{before['diverged']} diverged (skipped); {len(todo)} to run "
-        f"({before['new']} new, {before['running'] + before['interrupted']} interrupted, {before['failed']} failed before) "
-        f"on {where}, device {args.device}"
-    )
+    n_workers = _worker_count(args, len(todo))
+    print(_plan_line(sweep.name, len(sweep.configs), before, len(todo), n_workers, args))
     if args.dry_run:
         details = run_details(sweep.configs)
         for c in todo:
