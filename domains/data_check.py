@@ -2,7 +2,7 @@
 
 Damaged data that still parses (a CSV cut at a row boundary, a tar cut at a member boundary)
 would otherwise be trained on silently under the normal run id (issue 20, finding 2). Each file
-the suite reads offline has a canonical copy (/work/shared/data, README "Data"): its size and
+the suite reads offline has a canonical copy (the held ../shared/data, README "Data"): its size and
 SHA-256 are below. ``verify(path)`` refuses a file under a canonical name whose size or digest
 differs, with one line naming the file and what is wrong. A file the table does not know (a
 user's own data set: ImageNet, UD Perseus, an OGB download) is not checked.
