@@ -12,18 +12,34 @@ Override for users' own variants of these files: ``SAM_DATA_UNCHECKED=1`` skips 
 
 ``source_key(paths)`` keys a cache entry by its sources' names, sizes and modification times,
 so a cache built from a damaged file is rebuilt once the file is repaired (finding 3).
+
+``reading()`` collects the files ``verify`` sees while a workload loads its data;
+``fingerprint(paths)`` (name -> size and SHA-256) is what each run stores of them (the data's
+identity, kept beside the run, not in its id).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from domains.workload import MissingDataError
 
-__all__ = ["CANONICAL", "DataError", "verify", "verify_all", "unchecked", "source_key", "identity"]
+__all__ = [
+    "CANONICAL",
+    "DataError",
+    "verify",
+    "verify_all",
+    "unchecked",
+    "source_key",
+    "identity",
+    "reading",
+    "fingerprint",
+]
 
 UNCHECKED_ENV = "SAM_DATA_UNCHECKED"
 
@@ -61,6 +77,7 @@ CANONICAL: dict[str, tuple[int, str]] = {
 }  # fmt: skip
 
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+_reads: ContextVar[list[Path] | None] = ContextVar("data_check_reads", default=None)
 
 
 class DataError(MissingDataError, ValueError):
@@ -93,9 +110,21 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _digest(path: Path) -> str:
+    """SHA-256 of ``path``, once per process while its size and mtime stay the same."""
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _verified:
+        _verified[memo] = _sha256(path)
+    return _verified[memo]
+
+
 def verify(path: str | Path) -> None:
     """Refuse ``path`` (DataError, one line) if it is a canonical file that is damaged."""
     path = Path(path)
+    reads = _reads.get()
+    if reads is not None and path.is_file():
+        reads.append(path)
     key = _canonical_name(path)
     if key is None or unchecked() or not path.is_file():
         return
@@ -107,10 +136,7 @@ def verify(path: str | Path) -> None:
             f"{path}: {st.st_size:,} bytes, the canonical {key} has {size:,} (truncated or "
             f"another version); {hint}"
         )
-    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if memo not in _verified:
-        _verified[memo] = _sha256(path)
-    if _verified[memo] != digest:
+    if _digest(path) != digest:
         raise DataError(f"{path}: SHA-256 differs from the canonical {key} (damaged); {hint}")
 
 
@@ -136,3 +162,25 @@ def source_key(paths: Iterable[str | Path]) -> str:
         sorted((Path(k).name, v["size"], v["mtime_ns"]) for k, v in identity(paths).items())
     )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@contextmanager
+def reading() -> Iterator[list[Path]]:
+    """Collect the existing files ``verify`` is asked about inside the block: the files a
+    workload's data was read from (every offline loader verifies what it reads)."""
+    files: list[Path] = []
+    token = _reads.set(files)
+    try:
+        yield files
+    finally:
+        _reads.reset(token)
+
+
+def fingerprint(paths: Iterable[str | Path]) -> dict[str, dict[str, int | str]]:
+    """The data's identity stored with a run: file -> size in bytes and SHA-256 (a user's
+    variant under SAM_DATA_UNCHECKED=1 is told apart from the canonical file by its digest)."""
+    out: dict[str, dict[str, int | str]] = {}
+    for path in sorted({Path(p) for p in paths}):
+        if path.is_file():
+            out[str(path)] = {"size": path.stat().st_size, "sha256": _digest(path)}
+    return out

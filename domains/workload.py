@@ -189,9 +189,13 @@ class Workload:
     target: Target
     widths: tuple[float, ...] = (1.0,)  # the paper's width grid as multipliers of "1x"
     owns_loop: bool = False
-    # True: several seeds may train as one vmapped model (runners/train_ensemble.py); only
+    # True: several seeds may train as one vmapped model (runners/engine/train_ensemble.py); only
     # for models without batch norm or dropout whose loss works per example under vmap.
     supports_seed_ensemble: bool = False
+    # The data's identity (``data_identity``): the files ``setup_data`` read (set there, inside
+    # ``data_check.reading()``), or, for data drawn by a generator, the config fields it reads.
+    data_files: tuple[Path, ...] = ()
+    generator_params: tuple[str, ...] | None = None
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -211,6 +215,20 @@ class Workload:
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
         """One epoch of training batches, shuffled by ``generator``, on the data's device."""
         raise NotImplementedError
+
+    def data_identity(self) -> dict[str, Any]:
+        """What this workload's data is, stored with each run beside its config (not part of
+        the run id): ``{"files": {path: {size, sha256}}}`` for data read from files, or
+        ``{"generated": "<module>.<Class>", "params": {field: value}}`` for data a generator
+        draws; ``{}`` when neither is known (RL environments, folders of images)."""
+        if self.data_files:
+            from domains.data_check import fingerprint  # data_check imports this module
+
+            return {"files": fingerprint(self.data_files)}
+        if self.generator_params is not None:
+            params = {k: getattr(self.config, k) for k in self.generator_params}
+            return {"generated": f"{type(self).__module__}.{type(self).__name__}", "params": params}
+        return {}
 
     # ---- objective
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from domains.data_check import reading
 from domains.graph.common import graph_cache_dir, require_graph_extra
 from domains.registry import register
 from domains.workload import ConfigError, Target, TrainConfig, Workload, build_config
@@ -232,9 +233,11 @@ class OgbgMolecules(Workload):
         from domains.graph.molecule_data import load_ogb_dataset
 
         c = self.config
-        dataset, split = load_ogb_dataset(
-            c.dataset, data_root, graph_cache_dir(c.cache_dir), c.max_molecules, c.download
-        )
+        with reading() as files:  # the MoleculeNet CSV behind the data, stored with each run
+            dataset, split = load_ogb_dataset(
+                c.dataset, data_root, graph_cache_dir(c.cache_dir), c.max_molecules, c.download
+            )
+        self.data_files = tuple(files)
         # OGB calls the validation split "valid"; our metric keys say "val".
         self.splits = {
             "train": dataset[split["train"]],

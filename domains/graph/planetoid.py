@@ -122,6 +122,7 @@ class PlanetoidNodes(Workload):
         held = data_root / "planetoid" / name / "raw"
         sources = sorted(held.glob(f"ind.{name.lower()}.*")) if held.is_dir() else []
         verify_all(sources)  # damaged canonical files are refused before PyG reads them
+        self.data_files = tuple(sources)  # stored with each run (data identity)
         # keyed by the raw files' sizes and mtimes: a repaired file gets a fresh processed copy
         cache = graph_cache_dir(self.config.cache_dir) / "planetoid" / source_key(sources)
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from domains.cache import build_once
-from domains.data_check import DataError, verify
+from domains.data_check import DataError, reading, verify
 from domains.workload import ConfigError, MissingDataError, Target, TrainConfig, Workload
 
 __all__ = [
@@ -326,7 +326,9 @@ class SST2Classification(Workload):
 
     def setup_data(self, data_root: Path, device: torch.device) -> None:
         c = self.config
-        splits = load_sst2(data_root)
+        with reading() as files:  # the files behind the data, stored with each run
+            splits = load_sst2(data_root)
+        self.data_files = tuple(files)
         # The vocabulary always comes from the whole training split (never dev/test, never a
         # subset), so its size, and with it the model, is the same for every preset.
         vocab = cached_vocab("sst2", splits["train"][0], c.min_count)

@@ -84,6 +84,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from domains.data_check import reading
 from domains.language.common import (
     Vocab,
     cached_vocab,
@@ -378,10 +379,12 @@ class UDPOSTransformer(Workload):
             f"release) so that {folder} holds {c.file_prefix}-ud-{{train,dev,test}}.conllu, "
             "or point --data-root / $SAM_DATA at a folder with ud/<treebank>/"
         )
-        splits = {
-            s: load_conllu_split(folder / f"{c.file_prefix}-ud-{f}.conllu", c.tag_column, how)
-            for s, f in (("train", "train"), ("val", "dev"), ("test", "test"))
-        }
+        with reading() as files:  # the files behind the data, stored with each run
+            splits = {
+                s: load_conllu_split(folder / f"{c.file_prefix}-ud-{f}.conllu", c.tag_column, how)
+                for s, f in (("train", "train"), ("val", "dev"), ("test", "test"))
+            }
+        self.data_files = tuple(files)
         # Vocabularies from the whole train split (never a subset, never dev/test), as Flax's
         # create_vocabs: forms by frequency (no minimum count), tags by frequency.
         by_freq = cached_vocab(f"ud-{c.file_prefix}", [w for w, _ in splits["train"]], 1)

@@ -84,6 +84,12 @@ class TwoLayerFixedOutput(nn.Module):
 
 
 class AllenZhuRegression(Workload):
+    generator_params = (
+        "data_seed",
+        "num_train",
+        "num_val",
+        "num_test",
+    )  # the config fields the data is drawn from
     target = Target("mse", "min", unit="MSE")
     widths = (1.0, 5.0, 10.0, 50.0)  # m = 100, 500, 1000, 5000
     supports_seed_ensemble = False  # the fixed layer is a buffer

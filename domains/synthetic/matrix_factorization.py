@@ -67,6 +67,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class MatrixFactorization(Workload):
+    generator_params = (
+        "data_seed",
+        "in_dim",
+        "out_dim",
+        "num_train",
+        "num_val",
+        "num_test",
+    )  # the config fields the data is drawn from
     target = Target("loss", "min")
     widths = (4.0, 10.0)  # rank k (1x = rank 1)
     supports_seed_ensemble = True  # bias-free linear layers: seeds can be vmapped

@@ -104,6 +104,16 @@ class PatchCNN(nn.Module):
 
 
 class SignalNoisePatches(Workload):
+    generator_params = (
+        "data_seed",
+        "dim",
+        "signal_strength",
+        "noise_std",
+        "label_noise",
+        "num_train",
+        "num_val",
+        "num_test",
+    )  # the config fields the data is drawn from
     target = Target("error", "min")
     widths = (1.0, 2.0, 4.0, 8.0)
 

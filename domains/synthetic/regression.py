@@ -89,6 +89,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class TeacherStudentRegression(Workload):
+    generator_params = (
+        "data_seed",
+        "input_dim",
+        "teacher_hidden",
+        "noise_std",
+        "num_train",
+        "num_val",
+        "num_test",
+    )  # the config fields the data is drawn from
     target = Target("mse", "min", unit="MSE")
     widths = tuple(float(k) for k in range(1, 11))  # h = 100, 200, ..., 1000
     supports_seed_ensemble = True  # an MLP without batch norm or dropout: seeds can be vmapped

@@ -75,6 +75,7 @@ def _read_pickles(folder: Path) -> Raw:
     ):
         xs, ys = [], []
         for name in names:
+            verify(folder / name)  # not a canonical file: recorded as read (data identity)
             with open(folder / name, "rb") as f:
                 d = pickle.load(f, encoding="latin1")
             xs.append(torch.as_tensor(d["data"], dtype=torch.uint8).view(-1, 3, 32, 32))

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from domains.data_check import reading
 from domains.workload import ConfigError, Target, TrainConfig, Workload
 from samcore.seeding import make_generator
 from samcore.sharpness import smoothness_pl
@@ -271,7 +272,12 @@ class OnDeviceImageClassification(Workload):
 
     def setup_data(self, data_root: Path, device: torch.device) -> None:
         c = self.config
-        raw = self._synthetic_raw() if c.synthetic_data else self._load_raw(Path(data_root))
+        self.generator_params = (
+            ("data_seed", "num_train", "num_val", "num_test") if c.synthetic_data else None
+        )
+        with reading() as files:  # the files behind the data, stored with each run
+            raw = self._synthetic_raw() if c.synthetic_data else self._load_raw(Path(data_root))
+        self.data_files = tuple(files)
         x_train, y_train = raw["train"]
         x_test, y_test = raw["test"]
         tr, va = carve_validation(len(y_train), c.num_val, c.data_seed)
@@ -368,7 +374,7 @@ class OnDeviceImageClassification(Workload):
         offer another, e.g. mnist-mlp's squared loss on one-hot targets)."""
         return F.cross_entropy(logits, y, reduction=reduction)
 
-    # No autocast here: the run's ``precision`` (runners/config.py) is the only source of
+    # No autocast here: the run's ``precision`` (runners/engine/config.py) is the only source of
     # reduced precision, applied by the runner around the training step; evaluation is fp32.
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
