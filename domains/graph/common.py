@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from pathlib import Path
 
 __all__ = ["require_graph_extra", "graph_cache_dir"]
@@ -19,7 +20,15 @@ def require_graph_extra(*modules: str) -> None:
     """Import ``modules`` (torch_geometric, ogb, rdkit, ...) or fail naming the extra."""
     for name in modules:
         try:
-            importlib.import_module(name)
+            with warnings.catch_warnings():
+                # PyG 2.x runs torch.jit.script on its classes at import (torch_geometric.nn.
+                # pool.select.base): torch >= 2.9 warns "FutureWarning: `torch.jit.script` is
+                # deprecated" on stderr of every graph run; not the user's business. Every
+                # graph workload imports PyG here first, so the import that warns is this one.
+                warnings.filterwarnings(
+                    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+                )
+                importlib.import_module(name)
         except ImportError as exc:
             raise ImportError(f"the graph domain needs {name!r} ({exc}); {_EXTRA_HINT}") from exc
 

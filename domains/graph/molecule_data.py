@@ -29,6 +29,7 @@ import contextlib
 import io
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,8 @@ def ogb_meta(name: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _ogb_guard() -> Iterator[None]:
-    """Scoped fixes for OGB 1.3.x: never read stdin; torch.load of PyG data under torch>=2.6."""
+    """Scoped fixes for OGB 1.3.x: never read stdin; torch.load of PyG data under torch>=2.6;
+    no warning of OGB's about its own read-only label arrays."""
     import torch
     from torch_geometric.data.data import Data, DataEdgeAttr, DataTensorAttr
     from torch_geometric.data.storage import GlobalStorage
@@ -217,7 +219,14 @@ def _ogb_guard() -> Iterator[None]:
     old_stdin = sys.stdin
     sys.stdin = io.StringIO("n\n")  # "Will you update the dataset now? (y/N)" -> N, never blocks
     try:
-        with torch.serialization.safe_globals([Data, DataEdgeAttr, DataTensorAttr, GlobalStorage]):
+        with (
+            torch.serialization.safe_globals([Data, DataEdgeAttr, DataTensorAttr, GlobalStorage]),
+            warnings.catch_warnings(),
+        ):
+            # OGB's processing calls torch.from_numpy on a read-only label array
+            # (ogb/graphproppred/dataset_pyg.py): "UserWarning: The given NumPy array is not
+            # writable"; the tensors are only read, so the warning is not the user's business.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             yield
     finally:
         sys.stdin = old_stdin

@@ -202,6 +202,8 @@ def test_cli_smoke_runs_base_and_sam(cli, tmp_path):
     assert sorted(r[1] for r in runs) == ["adam", "sam"]
     assert all(r[0] == "ogbg-molhiv" and r[3] == "done" for r in runs) and metrics > 0
     assert "val/rocauc" in proc.stdout
+    # issue 20: no library deprecation lines (PyG's torch.jit.script FutureWarning) on success
+    assert "Warning" not in proc.stderr and "deprecated" not in proc.stderr, proc.stderr
 
 
 def test_cli_width_4x_smoke(cli, tmp_path):
