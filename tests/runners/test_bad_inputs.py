@@ -108,7 +108,10 @@ VISION_CASES = [
     (["--sparsity=1"], ["sparsity must be in [0, 1)"]),
     (["--sparsity=-0.5"], ["sparsity must be in [0, 1)"]),
     (["--sparsity=inf"], ["sparsity must be in [0, 1)"]),
-    (["--hidden=300"], ["hidden expects 2 values"]),
+    # hidden: one size per layer, or one size for every layer (issue 22's depth ablation made
+    # `--hidden=300` valid: depth 2 of 300 units), never another count
+    (["--hidden=300,100,50"], ["depth=2 needs hidden with 1 or 2 sizes", "(300, 100, 50)"]),
+    (["--depth=0"], ["depth=0 needs hidden with 1 or 0 sizes"]),
 ]
 
 
@@ -151,8 +154,8 @@ def test_bad_run_input(stored, tmp_path, capsys, args, needles):
 @pytest.mark.parametrize("args,needles", VISION_CASES, ids=[a[0] for a, _ in VISION_CASES])
 @pytest.mark.parametrize("workload", ["mnist-mlp", "cifar10-resnet18"])
 def test_bad_vision_ablation_value(stored, tmp_path, capsys, workload, args, needles):
-    if args[0].startswith("--hidden") and workload != "mnist-mlp":
-        pytest.skip("hidden is an MLP field")
+    if args[0].startswith(("--hidden", "--depth")) and workload != "mnist-mlp":
+        pytest.skip("hidden and depth are MLP fields")
     argv = ["--workload", workload, "--preset", "smoke", *args]
     _check_with_store(stored, tmp_path, capsys, argv, needles)
 
