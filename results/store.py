@@ -12,7 +12,7 @@ Tables:
   leases   one row per run being trained right now: run_id, owner (host:pid:token), host,
            pid, heartbeat (unix time), claimed_at. Claimed before training and deleted after,
            so two invocations on one results folder never train the same run (issue 20,
-           finding 1; runners/lease.py holds and heartbeats them).
+           finding 1; runners/engine/lease.py holds and heartbeats them).
 
 The schema version is the file's ``PRAGMA user_version`` (``SCHEMA_VERSION``). Opening a store
 first runs SQLite's ``quick_check`` and reads the version and tables, and only then writes: a

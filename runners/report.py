@@ -42,7 +42,7 @@ from results.theory_figures import (
     paper_theory_figures,
     patch_heatmap,
 )
-from runners.cli import DEFAULT_RESULTS
+from runners.engine.cli import DEFAULT_RESULTS
 
 Section = Callable[[Store, Path, str | None], str]
 """(store, results folder, workload or None for all) -> text for the terminal"""

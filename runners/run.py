@@ -39,7 +39,7 @@ from domains import (
 )
 from results.store import Store, StoreError
 from results.tables import workload_table
-from runners.cli import (
+from runners.engine.cli import (
     DEFAULT_RESULTS,
     Parser,
     UsageError,
@@ -49,11 +49,11 @@ from runners.cli import (
     run_guarded,
     run_option_values,
 )
-from runners.config import OPTIMIZER_CHOICES, RunConfig
-from runners.measure import MeasureError, MeasureSettings, measure_run
-from runners.plan import PlanError, check_widths, expand_grid
-from runners.train import Execution, RunOutcome, train_run
-from runners.train_ensemble import can_use_seed_ensemble, train_seeds
+from runners.engine.config import OPTIMIZER_CHOICES, RunConfig
+from runners.engine.measure import MeasureError, MeasureSettings, measure_run
+from runners.engine.plan import PlanError, check_widths, expand_grid
+from runners.engine.train import Execution, RunOutcome, train_run
+from runners.engine.train_ensemble import can_use_seed_ensemble, train_seeds
 from samcore import WidthError, count_params, format_width, parse_widths
 
 

@@ -27,27 +27,15 @@ import torch
 
 from domains import MissingDataError
 from results.store import Store, StoreError
-from runners.cli import DEFAULT_RESULTS, Parser, UsageError
-from runners.measure import (  # the engine; MeasureSettings and measure_run re-exported here
+from runners.engine.cli import DEFAULT_RESULTS, Parser, UsageError
+from runners.engine.measure import (
     DEFAULT_MEASURES,
     MEASURES,
     MeasureError,
     MeasureSettings,
     check_measurable,
-    compute_measures,
-    fixed_examples,
     measure_run,
 )
-
-# MeasureSettings, compute_measures, fixed_examples, measure_run: re-exported (older imports)
-__all__ = [
-    "build_parser",
-    "main",
-    "MeasureSettings",
-    "compute_measures",
-    "fixed_examples",
-    "measure_run",
-]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
     python runners/sweep.py sweeps/smoke.yaml --dry-run
     python runners/sweep.py sweeps/paper.yaml --device cuda --executor ray --ray-address auto
 
-The spec format is in ``runners/sweep_spec.py``. Every run lands in ``<results>/runs.sqlite``
+The spec format is in ``runners/engine/sweep_spec.py``. Every run lands in ``<results>/runs.sqlite``
 keyed by its config hash, as with ``runners/run.py``: a run whose row is ``done`` or
 ``diverged`` (a finished, deterministic outcome) is skipped, so rerunning a finished sweep does
 nothing; a ``running`` (killed) or ``failed`` row is run again and resumes from its checkpoint.
@@ -49,7 +49,7 @@ import torch
 
 from domains import get_spec, resolve_data_root
 from results.store import Store, StoreError
-from runners.cli import (
+from runners.engine.cli import (
     DEFAULT_RESULTS,
     Parser,
     UsageError,
@@ -57,11 +57,11 @@ from runners.cli import (
     register_domains_path,
     run_guarded,
 )
-from runners.config import RunConfig, workload_for_run
-from runners.lease import held_by_other
-from runners.sweep_options import positive_int, run_details, worker_threads
-from runners.sweep_spec import SpecError, load_sweep
-from runners.train import Execution, record_start, train_run
+from runners.engine.config import RunConfig, workload_for_run
+from runners.engine.lease import held_by_other
+from runners.engine.sweep_options import positive_int, run_details, worker_threads
+from runners.engine.sweep_spec import SpecError, load_sweep
+from runners.engine.train import Execution, record_start, train_run
 from samcore import format_width
 
 FINISHED = ("done", "diverged")  # outcomes a rerun would only reproduce: skipped

@@ -7,8 +7,8 @@
     python runners/theory.py matrix-factorization [--preset quick]
     python runners/theory.py interpolation RUN_A RUN_B | --preset quick
 
-The last four (issue 22) live in ``runners/theory_experiments/``, one module each, with their
-docstrings; the two-layer generalization experiment (Allen-Zhu et al.) is a sweep
+The last four (issue 22) and ``smoothness-pl`` (its own parser and ``main``) live in
+``runners/engine/theory_experiments/``, one module each, with their docstrings; the two-layer generalization experiment (Allen-Zhu et al.) is a sweep
 (``sweeps/theory-allen-zhu.yaml``) whose figure ``runners/report.py`` draws.
 
 patch-heatmap: the signal-noise patch CNN (``synthetic-patch-cnn``, Chen et al. NeurIPS 2023)
@@ -35,15 +35,16 @@ import torch
 from domains import ConfigError, MissingDataError, Workload, create_workload
 from results.store import Store, StoreError
 from results.theory_figures import linear_convergence_figure, patch_heatmap
-from runners.cli import Parser, UsageError
-from runners.theory_experiments import (
+from runners.engine.cli import Parser, UsageError
+from runners.engine.theory_experiments import (
     interpolation,
     linear_stability,
     matrix_factorization,
     one_d_relu,
+    smoothness_pl,
 )
-from runners.theory_experiments.common import parse_seeds, run_configs, train_all
-from runners.train import Execution
+from runners.engine.theory_experiments.common import parse_seeds, run_configs, train_all
+from runners.engine.train import Execution
 from samcore import WidthError, parse_widths
 
 # issue 22's experiments: subcommand -> module (add_parser, run, SEEDS)
@@ -155,7 +156,7 @@ def linear_convergence_cmd(args: argparse.Namespace, store: Store, ex: Execution
 
 def main(argv: list[str] | None = None) -> int:
     if (argv := sys.argv[1:] if argv is None else argv)[:1] == ["smoothness-pl"]:  # issue 22
-        return __import__("runners.theory_smoothness", fromlist=["main"]).main(argv[1:])
+        return smoothness_pl.main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "rho", None) is not None and not args.rho >= 0:

@@ -159,7 +159,7 @@ def test_paper_rho_grid_at_every_width_is_the_papers(name):
 def test_sweep_rho_paper_uses_the_per_width_grid(tmp_path):
     """The sweep's ``rho: paper`` expands ImageNet's per-width grid: 6 SAM rhos at the two
     smallest widths, 5 at the others."""
-    from runners.sweep_spec import load_sweep
+    from runners.engine.sweep_spec import load_sweep
 
     spec = tmp_path / "s.yaml"
     spec.write_text(

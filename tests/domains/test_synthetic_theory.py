@@ -11,7 +11,7 @@ import torch
 
 from domains import create_workload
 from domains.synthetic.allen_zhu import target_function
-from runners.sweep_spec import load_sweep
+from runners.engine.sweep_spec import load_sweep
 from samcore import count_params
 
 pytestmark = pytest.mark.synthetic

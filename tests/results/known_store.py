@@ -39,7 +39,7 @@ def run_config(
     preset: str = "quick",
     **workload_config: Any,
 ) -> dict[str, Any]:
-    """What runners/train.py stores under config["run"] (RunConfig.to_dict())."""
+    """What runners/engine/train.py stores under config["run"] (RunConfig.to_dict())."""
     return {
         "workload": workload,
         "preset": preset,

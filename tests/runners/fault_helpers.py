@@ -14,8 +14,8 @@ import torch
 
 from domains import Workload, create_workload
 from results.store import Store
-from runners.config import RunConfig
-from runners.train import Execution, RunOutcome, train_run
+from runners.engine.config import RunConfig
+from runners.engine.train import Execution, RunOutcome, train_run
 
 # 512 examples / batch 64 = 8 SAM steps per epoch: an epoch takes milliseconds.
 SMALL = {"num_epochs": 4, "warmup_steps": 4}

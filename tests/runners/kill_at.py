@@ -22,8 +22,8 @@ import sys
 from typing import Any
 
 import results.store
+import runners.engine.train
 import runners.run
-import runners.train
 
 
 def _die() -> None:
@@ -67,7 +67,7 @@ def main() -> int:
         runners.run.create_workload = create_workload
 
     elif kind in ("before-save", "mid-replace"):
-        real_save = runners.train.save_checkpoint
+        real_save = runners.engine.train.save_checkpoint
 
         def save_checkpoint(path, payload):
             if current["sam"] and payload["state"]["epoch"] == epoch:
@@ -84,7 +84,7 @@ def main() -> int:
                 os.replace = replace
             real_save(path, payload)
 
-        runners.train.save_checkpoint = save_checkpoint
+        runners.engine.train.save_checkpoint = save_checkpoint
 
     elif kind == "in-transaction":
         real_log = results.store.Store.log_metrics

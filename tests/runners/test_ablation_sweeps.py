@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.sweep_spec import load_sweep
+from runners.engine.sweep_spec import load_sweep
 
 SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 

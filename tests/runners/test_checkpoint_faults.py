@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from runners.checkpoint import (
+from runners.engine.checkpoint import (
     IncompatibleCheckpoint,
     capture_rng_state,
     load_checkpoint,
     restore_training_state,
     save_checkpoint,
 )
-from runners.train import checkpoint_path
+from runners.engine.train import checkpoint_path
 from tests.runners.fault_helpers import (
     SMALL,
     integrity,

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from domains.workload import ConfigError, TrainConfig, parse_field_value
 from runners import run
+from runners.engine.train import RunOutcome
 from runners.run import UsageError, _parse_overrides
-from runners.train import RunOutcome
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TOKEN = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)

@@ -12,9 +12,9 @@ import torch
 
 from domains import resolve_data_root
 from results.store import Store
-from runners.config import RunConfig, workload_for_run
+from runners.engine.config import RunConfig, workload_for_run
+from runners.engine.train import Execution, train_run
 from runners.run import main
-from runners.train import Execution, train_run
 from tests.runners.fault_helpers import metric_rows
 
 SYN = ["--domain", "synthetic", "--preset", "smoke", "--optimizer", "both", "--no-progress"]

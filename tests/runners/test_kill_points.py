@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from runners.checkpoint import load_checkpoint
+from runners.engine.checkpoint import load_checkpoint
 from runners.run import main
 from tests.conftest import REPO
 from tests.runners.fault_helpers import integrity, metric_rows

@@ -15,10 +15,10 @@ from torch import nn
 
 from domains import create_workload
 from results.store import Store
-from runners.checkpoint import load_checkpoint
-from runners.config import RunConfig
+from runners.engine.checkpoint import load_checkpoint
+from runners.engine.config import RunConfig
+from runners.engine.train import Execution, checkpoint_path, train_run
 from runners.run import main
-from runners.train import Execution, checkpoint_path, train_run
 from samcore import SAM, train_step
 
 STEPS_PER_EPOCH = 8  # smoke preset: 512 examples, batch 64

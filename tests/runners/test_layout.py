@@ -32,3 +32,10 @@ def test_a_command_imports_no_other_command_and_has_main(command):
     tree = ast.parse(path.read_text())
     mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
     assert mains and [a.arg for a in mains[0].args.args] == ["argv"]
+
+
+def test_runners_holds_only_the_commands_and_the_engine_package():
+    # Engine modules live in runners/engine/, so a new library module cannot land beside the
+    # commands unnoticed.
+    entries = {p.name for p in RUNNERS.iterdir() if p.name != "__pycache__"}
+    assert entries == {"__init__.py", "engine", *(f"{c}.py" for c in COMMANDS)}

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from results.store import Store
-from runners import lease
-from runners.checkpoint import save_checkpoint
-from runners.train import train_run
-from runners.train_ensemble import train_seeds
+from runners.engine import lease
+from runners.engine.checkpoint import save_checkpoint
+from runners.engine.train import train_run
+from runners.engine.train_ensemble import train_seeds
 from tests.conftest import REPO
 from tests.runners.fault_helpers import (
     metric_rows,
@@ -137,7 +137,7 @@ def test_run_held_by_a_live_process_is_skipped_untouched(tmp_path, live_pid):
 def test_seed_group_trains_the_free_seeds_and_skips_the_held_one(tmp_path, live_pid):
     workload = synthetic()
     cfgs = [run_config(workload, seed=s) for s in (0, 1, 2)]
-    from runners.train import Execution
+    from runners.engine.train import Execution
 
     with Store(tmp_path / "runs.sqlite") as store:
         _hold_as(store, cfgs[1].run_id, pid=live_pid)

@@ -7,8 +7,8 @@ from torch import nn
 
 from domains.workload import FitRequest, Target, TrainConfig, Workload
 from results.store import Store
-from runners.config import RunConfig
-from runners.train import Execution, train_run
+from runners.engine.config import RunConfig
+from runners.engine.train import Execution, train_run
 from samcore import SAM
 
 

@@ -10,11 +10,11 @@ import textwrap
 
 import pytest
 
-from runners.config import RunConfig
+from runners.engine.config import RunConfig
+from runners.engine.sweep_spec import SpecError, load_sweep
 from runners.run import main
-from runners.sweep_spec import SpecError, load_sweep
 
-# A run of an mnist-mlp SAM config, its id computed by runners/config.py as it was before the
+# A run of an mnist-mlp SAM config, its id computed by runners/engine/config.py as it was before the
 # protocol field existed (commit 0abe0ce): the default protocol must leave it unchanged.
 OLD_RUN = dict(
     workload="mnist-mlp",
@@ -129,7 +129,7 @@ def test_owned_loops_refuse_reduced_precision():
     """PPO's loop (SB3) computes in fp32 whatever the run says: a bf16 run is refused, not
     stored under a precision it never used."""
     from domains import create_workload
-    from runners.plan import PlanError, expand_grid
+    from runners.engine.plan import PlanError, expand_grid
 
     w = create_workload("cartpole-ppo", "smoke")
     kw = dict(widths=[1.0], optimizers=["base"], rhos=[0.0], seeds=[0])
@@ -145,7 +145,7 @@ def test_new_ppo_field_leaves_classic_run_ids_and_old_vision_configs_rebuild():
     import dataclasses
 
     from domains import create_workload
-    from runners.config import workload_for_run
+    from runners.engine.config import workload_for_run
 
     wc = dataclasses.asdict(create_workload("cartpole-ppo", "paper").config)
     assert wc["clip_range_vf"] is None

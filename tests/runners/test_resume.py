@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from runners.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
+from runners.engine.checkpoint import CorruptCheckpoint, load_checkpoint, save_checkpoint
 
 
 def test_corrupt_checkpoint_is_detected_and_the_previous_one_used(tmp_path):
@@ -30,7 +30,7 @@ def test_checkpoint_flipped_byte_fails_checksum(tmp_path):
     data = bytearray(path.read_bytes())
     data[-20] ^= 0xFF
     path.write_bytes(bytes(data))
-    from runners.checkpoint import _read
+    from runners.engine.checkpoint import _read
 
     with pytest.raises(CorruptCheckpoint):
         _read(path)
@@ -42,7 +42,7 @@ def test_stored_config_alone_rebuilds_the_workload():
     import dataclasses
 
     from domains import create_workload
-    from runners.config import RunConfig, workload_for_run
+    from runners.engine.config import RunConfig, workload_for_run
 
     w = create_workload("mnist-mlp", "quick", label_noise="0.2", lr_milestones="0.5,0.75")
     cfg = RunConfig(

@@ -1,4 +1,4 @@
-"""A run-level option is declared once (runners.config.option): a field added to RunConfig is
+"""A run-level option is declared once (runners.engine.config.option): a field added to RunConfig is
 seen by run.py's flags, the grid expansion, the sweep spec's flags and the run id."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import dataclasses
 
 import pytest
 
-import runners.config
-import runners.plan
+import runners.engine.config
+import runners.engine.plan
 import runners.run
 from domains import create_workload
-from runners.config import RunConfig, option, run_options
-from runners.sweep_spec import SpecError, load_sweep
+from runners.engine.config import RunConfig, option, run_options
+from runners.engine.sweep_spec import SpecError, load_sweep
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def extended(monkeypatch):
         bases=(RunConfig,),
         frozen=True,
     )
-    for module in (runners.config, runners.plan, runners.run):
+    for module in (runners.engine.config, runners.engine.plan, runners.run):
         monkeypatch.setattr(module, "RunConfig", cls)
     return cls
 

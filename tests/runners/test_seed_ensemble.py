@@ -1,4 +1,4 @@
-"""--seeds as one vmapped seed ensemble (runners/train_ensemble.py) against sequential runs."""
+"""--seeds as one vmapped seed ensemble (runners/engine/train_ensemble.py) against sequential runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 import torch
 
-from runners.checkpoint import load_checkpoint
+from runners.engine.checkpoint import load_checkpoint
 from runners.run import main
 
 SEEDS = "0,1,2"

@@ -15,8 +15,8 @@ import pytest
 
 from domains import create_workload
 from runners import run as run_cli_module
+from runners.engine.sweep_spec import load_sweep
 from runners.sweep import build_parser, main
-from runners.sweep_spec import load_sweep
 from tests.conftest import REPO, run_cli
 from tests.results.known_store import start_toy_run
 

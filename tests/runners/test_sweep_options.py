@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
+from runners.engine.sweep_options import positive_int, worker_threads
 from runners.sweep import main
-from runners.sweep_options import positive_int, worker_threads
 
 
 def test_threads_flag_then_omp_num_threads_then_cores_split(monkeypatch):

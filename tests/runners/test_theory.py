@@ -116,7 +116,7 @@ def test_issue22_bad_input_exits_2_with_one_line(argv, tmp_path, capsys):
 
 
 def test_one_d_relu_learning_rates_by_hand():
-    from runners.theory_experiments.one_d_relu import learning_rate
+    from runners.engine.theory_experiments.one_d_relu import learning_rate
 
     assert learning_rate("quick", 5) == pytest.approx(0.01)
     assert learning_rate("quick", 1000) == pytest.approx(5e-5)
@@ -127,7 +127,7 @@ def test_one_d_relu_learning_rates_by_hand():
 def test_one_d_relu_stores_the_learned_function_and_the_report_redraws_it(tmp_path):
     import torch
 
-    from runners.checkpoint import load_checkpoint
+    from runners.engine.checkpoint import load_checkpoint
     from runners.report import main as report_main
 
     argv = ["one-d-relu", "--preset", "smoke", "--widths", "5x", "--seeds", "0"]
@@ -155,7 +155,7 @@ def test_lambda_max_and_moments_match_the_exact_hessian_of_a_tiny_squared_loss_m
     import torch
 
     from domains import create_workload
-    from runners.sharpness import MeasureSettings, compute_measures, fixed_examples
+    from runners.engine.measure import MeasureSettings, compute_measures, fixed_examples
 
     w = create_workload("mnist-mlp", "tiny", loss="mse", hidden=(3, 2))
     w.setup_data(None, torch.device("cpu"))
@@ -189,8 +189,8 @@ def test_lambda_max_and_moments_match_the_exact_hessian_of_a_tiny_squared_loss_m
 
 
 def test_interpolation_ends_are_the_two_runs_and_the_report_redraws_it(tmp_path):
+    from runners.engine.theory_experiments.interpolation import alphas
     from runners.report import main as report_main
-    from runners.theory_experiments.interpolation import alphas
 
     assert alphas(5, 0.0) == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert alphas(5, 0.5) == [-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]

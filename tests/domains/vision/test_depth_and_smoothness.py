@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from domains import ConfigError, create_workload
-from runners.config import RunConfig
+from runners.engine.config import RunConfig
 from samcore import count_params
 
 pytestmark = pytest.mark.vision

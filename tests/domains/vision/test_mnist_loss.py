@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from domains import ConfigError, create_workload
-from runners.config import RunConfig
+from runners.engine.config import RunConfig
 
 
 def _run_id(workload) -> str:

@@ -11,10 +11,10 @@ import torch
 
 from domains import Workload
 from results.store import Store
-from runners.checkpoint import load_checkpoint
-from runners.cli import UsageError
-from runners.config import RunConfig
-from runners.train import Execution, checkpoint_path, train_run
+from runners.engine.checkpoint import load_checkpoint
+from runners.engine.cli import UsageError
+from runners.engine.config import RunConfig
+from runners.engine.train import Execution, checkpoint_path, train_run
 from samcore import format_width
 
 
@@ -68,7 +68,7 @@ def train_all(
 def load_final_model(
     workload: Workload, cfg: RunConfig, results_dir: Path, device: str = "cpu"
 ) -> torch.nn.Module:
-    """The final model of a done run (runners/train.py keeps only that checkpoint)."""
+    """The final model of a done run (runners/engine/train.py keeps only that checkpoint)."""
     payload, warnings = load_checkpoint(checkpoint_path(results_dir, cfg.run_id), cfg.run_id)
     if payload is None:
         raise UsageError(

@@ -165,7 +165,9 @@ def leased(train: F) -> F:
 
     @functools.wraps(train)
     def wrapper(workload: Any, cfgs: Any, store: Store, ex: Any) -> Any:
-        from runners.train import RunOutcome  # here: runners.train imports this module
+        from runners.engine.train import (
+            RunOutcome,
+        )  # here: runners.engine.train imports this module
 
         many = isinstance(cfgs, (list, tuple))
         group = list(cfgs) if many else [cfgs]

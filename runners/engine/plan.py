@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from domains import SizedByData, Workload
-from runners.config import OPTIMIZER_CHOICES, RunConfig, run_options
+from runners.engine.config import OPTIMIZER_CHOICES, RunConfig, run_options
 from samcore import BASE_OPTIMIZERS, WidthError, format_width
 
 __all__ = ["PlanError", "check_widths", "optimizer_names", "expand_grid"]
@@ -68,7 +68,7 @@ def expand_grid(
 
     ``optimizers`` are OPTIMIZER_CHOICES (``base``/``both`` resolved against the workload's
     base optimizer); rhos apply to SAM runs only (a base run has rho 0). ``options`` are
-    RunConfig's run-level options by name (``runners.config.option``): a grid option takes a
+    RunConfig's run-level options by name (``runners.engine.config.option``): a grid option takes a
     list (one SAM run per value), the others one value; SAM-only options are at their default
     in base runs. ``sam_starts`` is the list form of ``sam_start``."""
     c = workload.config

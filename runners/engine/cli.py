@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from domains import add_domains_path
 from results.store import StoreError
-from runners.config import run_options
+from runners.engine.config import run_options
 
 __all__ = [
     "DEFAULT_RESULTS",
@@ -60,7 +60,7 @@ def _flag(name: str) -> str:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig run-level option (``runners.config.option``): a bool is a switch,
+    """One flag per RunConfig run-level option (``runners.engine.config.option``): a bool is a switch,
     a grid option a comma list, the rest typed by the default, with the declared choices."""
     for f in run_options():
         meta = f.metadata["run_option"]

@@ -1,6 +1,6 @@
 """Several seeds of one run trained at once as a vmapped seed ensemble (samcore/ensemble.py).
 
-A mode of the one epoch loop (``runners.train.train_members``): ``SeedStack`` is the
+A mode of the one epoch loop (``runners.engine.train.train_members``): ``SeedStack`` is the
 ``Trainee`` that steps all seeds together, and each seed is a ``Member`` with its own state,
 metric rows, checkpoint and summary, written by the same code as a single run's.
 
@@ -30,10 +30,10 @@ import torch
 
 from domains.workload import Workload
 from results.store import Store
-from runners.checkpoint import capture_rng_state
-from runners.config import RunConfig
-from runners.lease import leased
-from runners.train import (
+from runners.engine.checkpoint import capture_rng_state
+from runners.engine.config import RunConfig
+from runners.engine.lease import leased
+from runners.engine.train import (
     Execution,
     Member,
     RunOutcome,

@@ -28,7 +28,7 @@ __all__ = [
 
 OPTIMIZER_CHOICES = ("base", "sam", "both", "sgd", "adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
-# Which stored test metric an experiment reports (every run stores both; runners/train.py):
+# Which stored test metric an experiment reports (every run stores both; runners/engine/train.py):
 # at the best validation epoch (the paper's Fig. 1, with validation replacing its test-set
 # selection) or at the final epoch (label noise, PoS without early stopping: PAPERS.md).
 PROTOCOLS = ("best-val", "final")
@@ -60,7 +60,7 @@ def option(
 ) -> Any:
     """A run-level option of ``RunConfig``, declared once: the CLI flag (``--name-with-dashes``
     in runners/run.py, typed by the default, ``help`` as its help), the sweep key (under an
-    entry's ``flags:``), the grid expansion (runners/plan.py) and the run id all follow.
+    entry's ``flags:``), the grid expansion (runners/engine/plan.py) and the run id all follow.
 
     choices: the allowed values (the flag's choices; the sweep spec checks them too).
     sam_only: SAM runs only; a base run of the same grid gets the default.

@@ -7,7 +7,7 @@ epoch of the best ``val/<target>`` (model selection) and ``final/{epoch,val_<t>,
 the last epoch (always evaluated); ``RunConfig.protocol`` says which one the experiment reports.
 
 One epoch loop (``train_members``) trains a ``Trainee``: one model (``SingleModel``, here), or
-several seeds of one run stacked into a vmapped seed ensemble (``runners/train_ensemble.py``).
+several seeds of one run stacked into a vmapped seed ensemble (``runners/engine/train_ensemble.py``).
 Each run it trains is a ``Member`` with its own typed ``RunState``, metric rows and
 checkpoint, written by the same code in both modes.
 """
@@ -29,14 +29,14 @@ from tqdm.auto import tqdm
 
 from domains.workload import FitRequest, Workload
 from results.store import Store, StoreError
-from runners.checkpoint import (
+from runners.engine.checkpoint import (
     capture_rng_state,
     load_checkpoint,
     restore_training_state,
     save_checkpoint,
 )
-from runners.config import RunConfig
-from runners.lease import leased  # issue 20, finding 1: a run is claimed before it trains
+from runners.engine.config import RunConfig
+from runners.engine.lease import leased  # issue 20, finding 1: a run is claimed before it trains
 from samcore import (
     LRSchedule,
     StepResult,
@@ -71,7 +71,7 @@ class Execution:
     """How to run (not part of the run's identity)."""
 
     device: str = "cpu"
-    results_dir: Path = Path("runs")  # runners.cli.DEFAULT_RESULTS
+    results_dir: Path = Path("runs")  # runners.engine.cli.DEFAULT_RESULTS
     progress: bool = True
     verbose: bool = False
     channels_last: bool = False  # conv weights and activations NHWC (tensor cores on CUDA)

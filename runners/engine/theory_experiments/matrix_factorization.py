@@ -19,8 +19,8 @@ import torch
 from domains import create_workload
 from results.store import Store
 from results.theory_figures import matrix_factorization_figure
-from runners.theory_experiments.common import parse_seeds, run_configs, train_all
-from runners.train import Execution
+from runners.engine.theory_experiments.common import parse_seeds, run_configs, train_all
+from runners.engine.train import Execution
 from samcore import parse_widths
 
 WORKLOAD = "synthetic-matrix-factorization"

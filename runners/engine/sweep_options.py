@@ -9,7 +9,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
-from runners.config import RunConfig
+from runners.engine.config import RunConfig
 
 __all__ = ["positive_int", "worker_threads", "run_details"]
 

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 _MAGIC = b"SAMCKPT1"
-# The loop's bookkeeping that a resumed run continues from (runners/train.py ``state``).
+# The loop's bookkeeping that a resumed run continues from (runners/engine/train.py ``state``).
 _STATE_FIELDS = {"epoch": int, "step": int, "wall_time_s": float, "examples": int, "passes": int}
 
 

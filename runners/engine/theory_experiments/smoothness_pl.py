@@ -29,9 +29,9 @@ from domains import ConfigError, create_workload
 from domains.workload import MissingDataError, resolve_data_root
 from results.smoothness_figure import smoothness_pl_figure
 from results.store import Store, StoreError
-from runners.cli import Parser, UsageError
-from runners.plan import PlanError, expand_grid
-from runners.train import Execution, train_run
+from runners.engine.cli import Parser, UsageError
+from runners.engine.plan import PlanError, expand_grid
+from runners.engine.train import Execution, train_run
 from samcore import format_width
 
 WORKLOAD = "cifar10-resnet18"
@@ -113,7 +113,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         store.close()
     return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,9 +14,9 @@ import torch
 
 from domains import Workload, resolve_data_root
 from results.store import Store
-from runners.checkpoint import load_checkpoint
-from runners.config import RunConfig, workload_for_run
-from runners.train import checkpoint_path
+from runners.engine.checkpoint import load_checkpoint
+from runners.engine.config import RunConfig, workload_for_run
+from runners.engine.train import checkpoint_path
 from samcore.hessian import hessian_moments, hessian_top_eigenvalues, hessian_trace, num_examples
 from samcore.seeding import make_generator
 from samcore.sharpness import average_case_sharpness, m_sharpness, worst_case_sharpness

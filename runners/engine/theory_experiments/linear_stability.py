@@ -18,9 +18,9 @@ import torch
 from domains import create_workload, resolve_data_root
 from results.store import Store
 from results.theory_figures import linear_stability_figure
-from runners.measure import MeasureSettings, measure_run
-from runners.theory_experiments.common import parse_seeds, run_configs, train_all
-from runners.train import Execution
+from runners.engine.measure import MeasureSettings, measure_run
+from runners.engine.theory_experiments.common import parse_seeds, run_configs, train_all
+from runners.engine.train import Execution
 
 WORKLOAD = "mnist-mlp"
 SEEDS = "0"

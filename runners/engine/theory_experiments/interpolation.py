@@ -5,7 +5,7 @@ Flatter Minima Late in Training": linear interpolation between SGD and SAM solut
     python runners/theory.py interpolation RUN_A RUN_B [--points 21] [--extend 0.2]
     python runners/theory.py interpolation --preset quick    # trains a SGD and a SAM run first
 
-The runs must be done runs of one workload at one width (runners/train.py keeps each done
+The runs must be done runs of one workload at one width (runners/engine/train.py keeps each done
 run's final model). Buffers (e.g. BatchNorm statistics) are interpolated like the weights.
 The losses are the workload's own ``train/loss`` (its training-evaluation subset) and
 ``test/loss``; they are stored as measure ``interp/<RUN_B>`` of RUN_A (value: the barrier, the
@@ -22,10 +22,15 @@ import torch
 from domains import create_workload, resolve_data_root
 from results.store import Store
 from results.theory_figures import interpolation_figure
-from runners.cli import UsageError
-from runners.config import RunConfig, workload_for_run
-from runners.theory_experiments.common import load_final_model, parse_seeds, run_configs, train_all
-from runners.train import Execution
+from runners.engine.cli import UsageError
+from runners.engine.config import RunConfig, workload_for_run
+from runners.engine.theory_experiments.common import (
+    load_final_model,
+    parse_seeds,
+    run_configs,
+    train_all,
+)
+from runners.engine.train import Execution
 
 SEEDS = "0"
 # --preset without run ids: train one SGD and one SAM run of this setup, then interpolate.

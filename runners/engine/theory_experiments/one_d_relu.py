@@ -23,8 +23,13 @@ from domains import create_workload
 from domains.synthetic.relu_1d import X_POINTS, Y_POINTS, function_on_grid
 from results.store import Store
 from results.theory_figures import relu_1d_figure
-from runners.theory_experiments.common import load_final_model, parse_seeds, run_configs, train_all
-from runners.train import Execution
+from runners.engine.theory_experiments.common import (
+    load_final_model,
+    parse_seeds,
+    run_configs,
+    train_all,
+)
+from runners.engine.train import Execution
 from samcore import parse_widths
 
 WORKLOAD = "synthetic-relu-1d"

@@ -17,7 +17,7 @@
 
 The file only declares; every key and value is checked before anything runs (a typo'd key is
 an error that names it, where it is, and the valid keys), and each entry is expanded by
-``runners.plan.expand_grid``, the same function ``runners/run.py`` uses, so the same experiment
+``runners.engine.plan.expand_grid``, the same function ``runners/run.py`` uses, so the same experiment
 gets the same run id whichever command asked for it. ``rho_grid`` (the sweep CLI's
 ``--rho-grid``) replaces every entry's ``rho``. SAM's rho is chosen per width on validation by
 the report (``results/tables.py``), never here. ``rho: paper`` takes the workload's paper grid
@@ -36,8 +36,8 @@ from typing import Any
 import yaml
 
 from domains import ConfigError, UnknownWorkloadError, create_workload, get_spec
-from runners.config import PROTOCOLS, RunConfig, run_options
-from runners.plan import PlanError, expand_grid
+from runners.engine.config import PROTOCOLS, RunConfig, run_options
+from runners.engine.plan import PlanError, expand_grid
 from samcore import WidthError, parse_width, parse_widths
 
 __all__ = ["SpecError", "Sweep", "load_sweep", "parse_rho"]
@@ -48,9 +48,11 @@ ENTRY_KEYS = ("workload", "widths", *DEFAULT_KEYS, "overrides", "grid", "flags")
 
 
 def _flag_fields() -> dict[str, Any]:
-    """An entry's flags: RunConfig's run-level options (runners.config.option) but those that
+    """An entry's flags: RunConfig's run-level options (runners.engine.config.option) but those that
     are top-level defaults (protocol)."""
     return {f.name: f for f in run_options() if f.name not in DEFAULT_KEYS}
+
+
 OPTIMIZERS = ("base", "sam", "sgd", "adam", "adamw")
 
 
