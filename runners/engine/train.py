@@ -539,6 +539,14 @@ def evaluate_and_select(
     return evals, None
 
 
+def _data_identity(workload: Workload) -> dict[str, Any]:
+    """``{"data": ...}`` for the summary: the files the run's data came from (sizes, SHA-256)
+    or its generator's parameters, so a damaged or user-variant data set is visible in the
+    store (issue 20, finding 2); not part of the run id. Empty when the workload knows none."""
+    identity = workload.data_identity()
+    return {"data": identity} if identity else {}
+
+
 def finish_run(
     store: Store, ex: Execution, workload: Workload, n_params: int, member: Member, **extra: Any
 ) -> RunOutcome:
@@ -566,6 +574,7 @@ def finish_run(
         "examples_seen": st.examples,
         "forward_backward_passes": st.passes,
         "wall_time_s": st.wall_time_s,
+        **_data_identity(workload),
         **extra,
     }
     if st.diverged_step is not None:
@@ -647,6 +656,7 @@ def _train_owned_loop(
         "precision": cfg.precision,
         "steps": last_step,
         "wall_time_s": wall,
+        **_data_identity(workload),
         **{k: v for k, v in final.items() if k not in known | {"final_step"}},
     }
     store.finish_run(
