@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         help="also write TensorBoard event files per run under <results>/tensorboard/",
     )
     args = p.parse_args(argv)
+    if not args.results.strip():  # Path("") is the current directory
+        return _fail("--results must name a folder, got an empty value")
     results_dir = Path(args.results)
     db = results_dir / "runs.sqlite"
     names = [s for s in args.sections.split(",") if s]

@@ -44,13 +44,16 @@ from runners.engine.cli import (
     Parser,
     UsageError,
     add_domains_path_option,
+    add_no_memory_check_option,
     add_run_options,
     register_domains_path,
+    results_folder,
     run_guarded,
     run_option_values,
 )
 from runners.engine.config import OPTIMIZER_CHOICES, RunConfig
 from runners.engine.measure import MeasureError, MeasureSettings, measure_run
+from runners.engine.memory import check_memory
 from runners.engine.plan import PlanError, check_widths, expand_grid
 from runners.engine.train import Execution, RunOutcome, train_run
 from runners.engine.train_ensemble import can_use_seed_ensemble, train_seeds
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train --seeds one after another even where the workload allows training them "
         "at once as one vmapped model (same results up to float rounding)",
     )
+    add_no_memory_check_option(p)
     add_domains_path_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per evaluation")
@@ -369,7 +373,9 @@ def _main(argv: list[str] | None) -> int:
         if args.measure_sharpness and workload.owns_loop:
             raise UsageError(f"--measure-sharpness: {workload.name} has no loss to measure (SB3)")
         _check_device(args.device)
-        results_dir = Path(args.results)
+        if not args.no_memory_check:  # before the store and the data: 1e9x must not allocate
+            check_memory(workload, sorted({cfg.width for cfg in plan}))
+        results_dir = results_folder(args.results)
         _check_results_dir(results_dir)  # before loading data, which can take minutes
         data_root = resolve_data_root(args.data_root)
         workload.setup_data(data_root, torch.device(args.device))

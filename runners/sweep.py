@@ -33,6 +33,7 @@ on stderr, nothing written).
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -54,17 +55,23 @@ from runners.engine.cli import (
     Parser,
     UsageError,
     add_domains_path_option,
+    add_no_memory_check_option,
     register_domains_path,
+    results_folder,
     run_guarded,
 )
 from runners.engine.config import RunConfig, workload_for_run
 from runners.engine.lease import held_by_other
+from runners.engine.memory import check_memory
 from runners.engine.sweep_options import positive_int, run_details, worker_threads
 from runners.engine.sweep_spec import SpecError, load_sweep
 from runners.engine.train import Execution, record_start, train_run
 from samcore import format_width
 
 FINISHED = ("done", "diverged")  # outcomes a rerun would only reproduce: skipped
+# --dry-run lists at most this many runs, then a count of the rest; above it a warning says
+# the sweep is that large (a 10^6-run grid printed nothing for minutes and then everything).
+DRY_RUN_SHOWN = 10_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", help="sweep spec YAML (e.g. sweeps/quick.yaml)")
     add_domains_path_option(p)
+    add_no_memory_check_option(p)
     p.add_argument(
         "--results",
         default=str(DEFAULT_RESULTS),
@@ -342,6 +350,34 @@ def _plan_line(
     )
 
 
+def _check_memory(configs: list[RunConfig]) -> None:
+    """Each workload config's largest width against the machine's memory (MemoryCheckError),
+    before the store is created."""
+    groups: dict[str, list[RunConfig]] = {}
+    for c in configs:
+        key = (
+            f"{c.workload}|{c.preset}|{json.dumps(c.workload_config, sort_keys=True, default=str)}"
+        )
+        groups.setdefault(key, []).append(c)
+    for group in groups.values():
+        check_memory(workload_for_run(group[0]), sorted({c.width for c in group}))
+
+
+def _print_dry_run(configs: list[RunConfig], todo: list[RunConfig], status: dict) -> None:
+    """One line per run to do, at most DRY_RUN_SHOWN of them, then how many were not shown."""
+    if len(todo) > DRY_RUN_SHOWN:
+        print(
+            f"sweep.py: warning: {len(todo):,} runs to do; listing the first {DRY_RUN_SHOWN:,}",
+            file=sys.stderr,
+            flush=True,
+        )
+    details = run_details(configs)
+    for c in todo[:DRY_RUN_SHOWN]:
+        print(f"  {status.get(c.run_id, 'new'):<8} {_label(c)}{details[c.run_id]}  id {c.run_id}")
+    if len(todo) > DRY_RUN_SHOWN:
+        print(f"  ... {len(todo) - DRY_RUN_SHOWN:,} more run(s) not shown")
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_guarded("sweep.py", lambda: _main(argv))
 
@@ -357,10 +393,12 @@ def _main(argv: list[str] | None) -> int:
         if args.device == "cuda" and args.executor == "local" and not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available on this machine")
         sweep = load_sweep(args.spec, rho_grid=args.rho_grid)
-        results_dir = Path(args.results)
+        results_dir = results_folder(args.results)
         db = results_dir / "runs.sqlite"
         status = _statuses(db, sweep.configs)
-    except (UsageError, SpecError, StoreError) as exc:
+        if not args.no_memory_check and not args.dry_run:
+            _check_memory(sweep.configs)
+    except (UsageError, SpecError, StoreError, ValueError) as exc:
         print(f"sweep.py: error: {exc}", file=sys.stderr)
         return 2
 
@@ -369,11 +407,7 @@ def _main(argv: list[str] | None) -> int:
     n_workers = _worker_count(args, len(todo))
     print(_plan_line(sweep.name, len(sweep.configs), before, len(todo), n_workers, args))
     if args.dry_run:
-        details = run_details(sweep.configs)
-        for c in todo:
-            print(
-                f"  {status.get(c.run_id, 'new'):<8} {_label(c)}{details[c.run_id]}  id {c.run_id}"
-            )
+        _print_dry_run(sweep.configs, todo, status)
         return 0
     if not todo:
         print("nothing to run: every run of this sweep is finished")

@@ -20,6 +20,8 @@ __all__ = [
     "add_run_options",
     "run_option_values",
     "add_domains_path_option",
+    "add_no_memory_check_option",
+    "results_folder",
     "register_domains_path",
 ]
 
@@ -53,6 +55,23 @@ def run_guarded(prog: str, main: Callable[[], int]) -> int:
     except StoreError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def results_folder(text: str) -> Path:
+    """``--results`` as a folder; an empty value is refused (``Path("")`` would be the current
+    directory, and the store would land wherever the command happened to run)."""
+    if not text.strip():
+        raise UsageError("--results must name a folder, got an empty value")
+    return Path(text)
+
+
+def add_no_memory_check_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-memory-check",
+        action="store_true",
+        help="run even when the estimated memory (parameters x 4 copies + data) exceeds "
+        "this machine's memory",
+    )
 
 
 def _flag(name: str) -> str:

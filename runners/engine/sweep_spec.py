@@ -248,6 +248,8 @@ def _expand_entry(
                     protocol=protocol,
                     **flags,
                 )
+        except SpecError:  # already says where (e.g. a width error from _widths)
+            raise
         except (ConfigError, PlanError, ValueError) as exc:
             at = f" at {point}" if grid else ""
             raise SpecError(f"{where}{at}: {exc}") from None

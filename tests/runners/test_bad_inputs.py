@@ -70,6 +70,8 @@ CASES = [
     (["--seeds", str(2**64)], ["seed must be an integer in [0, 2**63 - 1]"]),
     (["--rho", "1e300"], ["rho 1e+300 overflows float32"]),
     (["--learning_rate=1e308"], ["learning_rate 1e+308 is not a finite float32"]),
+    # 1e9x hidden units: ~1.6e5 GB of parameter copies, more than any machine has (finding 8)
+    (["--width", "1e9x"], ["at width 1e+09x needs about", "this machine has", "--no-memory-check"]),
     # other run flags
     (["--m-sharpness", "-1"], ["must be >= 0"]),
     (["--micro-batch-size", "two"], ["invalid int value: 'two'"]),
@@ -529,3 +531,92 @@ def test_huge_sweep_spec_is_refused_by_its_size(tmp_path, capsys):
     _sweep_one_line(
         capsys, [str(spec)], ["is 2,097,152 bytes", "at most 1,048,576"], tmp_path / "o"
     )
+
+
+# ------------------------------------------------- memory estimate (issue 20, finding 8)
+def test_memory_estimate_counts_params_and_data_by_hand():
+    """synthetic-regression smoke, hidden h = base_hidden x width: params 100h + h + h + 1,
+    x 4 bytes x 4 copies; data (512 + 256 + 256) examples x 100 inputs x 4 bytes."""
+    from domains import create_workload
+    from runners.engine.memory import estimate_bytes
+
+    workload = create_workload("synthetic-regression", "smoke")
+    h = workload.config.base_hidden * 3
+    need, width = estimate_bytes(workload, [1.0, 3.0])
+    assert width == 3.0
+    assert need == (100 * h + h + h + 1) * 16 + (512 + 256 + 256) * 100 * 4
+
+
+@pytest.mark.parametrize("bad", [["--width", "1e9x"], ["--num_train=100000000"]])
+def test_memory_refusal_creates_no_store(tmp_path, capsys, monkeypatch, bad):
+    # 16 GB: --num_train=1e8 x 100 inputs is 40 GB of data whatever machine runs the test
+    monkeypatch.setattr("runners.engine.memory.machine_memory", lambda: 16 * 10**9)
+    code = main(SYN + bad + ["--results", str(tmp_path / "out")])
+    _check_one_line(capsys, code, ["needs about", "this machine has 16 GB", "--no-memory-check"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_memory_check_overrides_the_refusal(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("runners.engine.memory.machine_memory", lambda: 1)  # refuses anything
+    argv = SYN + ["--optimizer", "base", "--results", str(tmp_path / "out")]
+    _check_one_line(capsys, main(argv), ["this machine has 1e-09 GB"])
+    assert not (tmp_path / "out").exists()
+    assert main(argv + ["--no-memory-check"]) == 0
+    assert (tmp_path / "out" / "runs.sqlite").is_file()
+
+
+def test_sweep_memory_refusal_creates_no_store(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("runners.engine.memory.machine_memory", lambda: 1)
+    out = tmp_path / "out"
+    code = sweep_main([str(_spec(tmp_path)), "--results", str(out), "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("sweep.py: error: "), err
+    assert "needs about" in err[0] and "--no-memory-check" in err[0]
+    assert not out.exists()
+
+
+# ------------------------------------------------------ rough edges (issue 20)
+@pytest.mark.parametrize("script", ["run.py", "sweep.py", "report.py"])
+def test_empty_results_is_refused(tmp_path, capsys, monkeypatch, script):
+    monkeypatch.chdir(tmp_path)  # Path("") is here: nothing may land in it
+    spec = _spec(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = {
+        "run.py": lambda: main(SYN + ["--results", ""]),
+        "sweep.py": lambda: sweep_main([str(spec), "--results", "", "--workers", "1"]),
+        "report.py": lambda: report_main(["--results", ""]),
+    }[script]()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == f"{script}: error: --results must name a folder, got an empty value"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_sweep_width_error_names_its_place_once(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "preset: smoke\nseeds: [0]\noptimizers: [base]\n"
+        "entries:\n  - workload: synthetic-regression\n    widths: [4y]\n"
+    )
+    code = sweep_main([str(spec), "--results", str(tmp_path / "out"), "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].count("entries[0]") == 1 and err[0].count("spec.yaml") == 1, err[0]
+    assert "'4y'" in err[0]
+
+
+def test_large_dry_run_warns_and_caps_its_listing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("runners.sweep.DRY_RUN_SHOWN", 4)  # 10,000 in use; 4 keeps it fast
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "preset: smoke\nseeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\noptimizers: [base]\n"
+        "entries:\n  - workload: synthetic-regression\n    widths: [1x]\n"
+    )
+    assert sweep_main([str(spec), "--results", str(tmp_path / "out"), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
+    assert out[0].startswith("sweep spec: 10 run(s)")  # the count comes first
+    listed = [ln for ln in out if " id " in ln]
+    assert len(listed) == 4 and out[-1] == "  ... 6 more run(s) not shown", out
+    assert captured.err.strip() == "sweep.py: warning: 10 runs to do; listing the first 4"
+    assert not (tmp_path / "out").exists()
