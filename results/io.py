@@ -11,7 +11,12 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "DEFAULT_RESULTS"]
+
+# Where runs are stored without --results: ./runs (ignored by git), outside the results
+# package, which holds code and the committed quick results (results/quick/). Defined here,
+# not in runners.engine.cli, so that report.py stays free of torch.
+DEFAULT_RESULTS = Path("runs")
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

@@ -30,7 +30,7 @@ from results.analysis import (
     weight_decay_experiments,
 )
 from results.figures import write_figures
-from results.io import atomic_write
+from results.io import DEFAULT_RESULTS, atomic_write
 from results.late_phase import late_phase_table
 from results.render import with_generated_block
 from results.sharpness_report import sharpness_figures, sharpness_tables
@@ -42,7 +42,6 @@ from results.theory_figures import (
     paper_theory_figures,
     patch_heatmap,
 )
-from runners.engine.cli import DEFAULT_RESULTS
 
 Section = Callable[[Store, Path, str | None], str]
 """(store, results folder, workload or None for all) -> text for the terminal"""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from domains import add_domains_path
+from results.io import DEFAULT_RESULTS  # defined torch-free for report.py; re-exported
 from results.store import StoreError
 from runners.engine.config import run_options
 
@@ -24,11 +25,6 @@ __all__ = [
     "results_folder",
     "register_domains_path",
 ]
-
-
-# Where runs are stored without --results: ./runs (ignored by git), outside the results
-# package, which holds code and the committed quick results (results/quick/).
-DEFAULT_RESULTS = Path("runs")
 
 
 class UsageError(Exception):

@@ -39,7 +39,10 @@ def clean_registry(monkeypatch):
     """The registry as it was afterwards: the external workloads and caches dropped."""
     before = dict(registry._REGISTRY)
     imported = set(registry._IMPORTED)
-    monkeypatch.delenv(registry.DOMAINS_PATH_ENV, raising=False)
+    # setenv first so that monkeypatch records the variable and its undo removes what
+    # add_domains_path writes into os.environ (a bare delenv of an unset name records nothing)
+    monkeypatch.setenv(registry.DOMAINS_PATH_ENV, "")
+    monkeypatch.delenv(registry.DOMAINS_PATH_ENV)
     registry._external_domains_in.cache_clear()
     yield
     registry._REGISTRY.clear()
