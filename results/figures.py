@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
@@ -107,8 +108,10 @@ def gain_vs_params(exps: list[Experiment]) -> Figure:
                     yerr=[err for _, _, err in points] if paper.gain_err else None,
                     **_PAPER,
                 )
+        log_x = _all_positive(ax, "x")  # before axhline, whose x data are axes fractions
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xscale("log")
+        if log_x:  # an experiment without a finite gain has nothing to place on a log axis
+            ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # labelled decades only: no overlap
         ax.set_title(_title(e), fontsize=9)
         ax.set_xlabel("parameters")
@@ -159,7 +162,7 @@ def training_curves(store: Store, e: Experiment) -> Figure:
                         optimizer_label(e.base_optimizer) if opt == "base" else f"SAM rho={r.rho:g}"
                     )
                     ax.plot(common, mean, color=color, label=name)
-            if loss_key and key == loss_key and ax.has_data():
+            if loss_key and key == loss_key and _all_positive(ax):
                 ax.set_yscale("log")
             ax.set_title(f"{r.width:g}x" if row == 0 else "", fontsize=9)
             ax.set_xlabel("step" if row == len(keys) - 1 else "")
@@ -168,6 +171,15 @@ def training_curves(store: Store, e: Experiment) -> Figure:
                 ax.legend(fontsize=7)
     fig.suptitle(f"{_title(e)}: base vs SAM (chosen rho) per width", fontsize=10)
     return fig
+
+
+def _all_positive(ax: Axes, axis: str = "y") -> bool:
+    """A log axis only for data it can show: matplotlib raises on draw when no plotted value is
+    > 0 (an empty panel, a zero loss, a rho of 0 in an ablation's rows)."""
+    get = (lambda line: line.get_xdata()) if axis == "x" else (lambda line: line.get_ydata())
+    ys = [float(y) for line in ax.get_lines() for y in get(line)]
+    finite = [y for y in ys if math.isfinite(y)]
+    return bool(finite) and min(finite) > 0
 
 
 def rho_vs_width(exps: list[Experiment]) -> Figure:
@@ -182,7 +194,7 @@ def rho_vs_width(exps: list[Experiment]) -> Figure:
                 list(paper.widths), [paper_at(paper, w, "best_rho") for w in paper.widths], **_PAPER
             )
         ax.set_xscale("log", base=2)
-        if any(r.rho for r in rows):
+        if _all_positive(ax):
             ax.set_yscale("log")
         ax.set_title(_title(e), fontsize=9)
         ax.set_xlabel("width multiplier")
