@@ -234,3 +234,19 @@ def workload_for_run(cfg: RunConfig) -> Any:
         diff = sorted(k for k in set(rebuilt) | set(stored) if rebuilt.get(k) != stored.get(k))
         raise ValueError(f"{cfg.workload}: rebuilt config differs from the stored one in {diff}")
     return workload
+
+
+def preset_changes(cfg: RunConfig) -> list[str]:
+    """The workload-config fields whose stored value differs from the run's preset: stored with
+    the run (outside its id), so the report attaches the paper's numbers only to runs of the
+    paper's exact recipe (a ``paper`` preset run with ``--num_epochs=20`` is not the paper's
+    100-epoch experiment)."""
+    from domains import create_workload  # here, so the store/tables side never imports torch
+
+    preset = json.loads(
+        json.dumps(
+            dataclasses.asdict(create_workload(cfg.workload, cfg.preset).config), default=str
+        )
+    )
+    stored = json.loads(json.dumps(cfg.workload_config, default=str))
+    return sorted(k for k in set(preset) | set(stored) if preset.get(k) != stored.get(k))

@@ -35,7 +35,7 @@ from runners.engine.checkpoint import (
     restore_training_state,
     save_checkpoint,
 )
-from runners.engine.config import RunConfig
+from runners.engine.config import RunConfig, preset_changes
 from runners.engine.lease import leased  # issue 20, finding 1: a run is claimed before it trains
 from samcore import (
     LRSchedule,
@@ -189,6 +189,7 @@ def record_start(
     (``n_params`` None: the model was never built)."""
     full_config = {
         "run": cfg.to_dict(),
+        "changed_from_preset": preset_changes(cfg),
         "execution": {
             "device": ex.device,
             "results_dir": str(ex.results_dir),
