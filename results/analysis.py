@@ -39,6 +39,7 @@ from typing import Any
 from results.paper_numbers import (
     ABLATION_FIELDS,
     AXIS_KINDS,
+    PRESET_CHANGES,
     PROTOCOLS,
     PaperReference,
     metric_unit,
@@ -129,6 +130,9 @@ class WidthRow:
     unit: str = ""  # the target's unit as its runs stored it ('' for stores before it)
     choices: dict[str, float] = field(default_factory=dict)
     """other settings chosen or paired for this row (e.g. each optimizer's weight decay)"""
+    changed_from_preset: tuple[str, ...] | None = None
+    """workload-config fields its runs changed from their preset; None: stored before runs
+    recorded it"""
 
 
 @dataclass
@@ -165,6 +169,9 @@ def reference_at(exp: Experiment, row: WidthRow | None = None) -> PaperReference
     """The paper's reference for ``row`` of ``exp`` (its ablation value and protocol), or for the
     experiment as a whole; None unless the setup is exactly the paper's (paper_numbers)."""
     config = {**exp.config, **dict.fromkeys(ABLATION_FIELDS, 0.0)}
+    changed = [r.changed_from_preset for r in ([row] if row is not None else exp.rows)]
+    if any(c is not None for c in changed):
+        config[PRESET_CHANGES] = sorted(set().union(*(c for c in changed if c is not None)))
     protocol = row.protocol if row is not None else exp.protocol
     if exp.kind != "width":  # weight-decay grid, SGD for longer: the rows are widths
         return reference_for(exp.workload, config, protocol, kind=exp.kind)
@@ -360,7 +367,19 @@ def compare_runs(
         base_ids=[base_runs[s]["id"] for s in sorted(base_runs)],
         sam_ids=[sam_runs[s]["id"] for s in sorted(sam_runs)],
         protocol=protocol,
+        changed_from_preset=_changed_from_preset(done),
     )
+
+
+def _changed_from_preset(runs: list[dict[str, Any]]) -> tuple[str, ...] | None:
+    """The union over ``runs`` of the fields they changed from their preset (None when no run
+    recorded it: stores written before the field)."""
+    recorded = [
+        r["config"]["changed_from_preset"]
+        for r in runs
+        if "changed_from_preset" in (r.get("config") or {})
+    ]
+    return tuple(sorted(set().union(*recorded))) if recorded else None
 
 
 def _group_by_setup(

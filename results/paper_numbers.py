@@ -53,6 +53,7 @@ __all__ = [
     "metric_unit",
     "paper_at",
     "reference_for",
+    "PRESET_CHANGES",
     "reference_slope",
 ]
 
@@ -63,6 +64,27 @@ PROTOCOLS = ("best-val", "final")
 test selection); final: test at the last epoch (label noise, PoS without early stopping)"""
 ABLATION_FIELDS = ("label_noise", "sparsity", "match_params_of")
 """workload-config fields whose non-zero runs are ablations (0 = the clean experiment)"""
+PRESET_CHANGES = "changed_from_preset"
+"""the key, in a setup's config, of the workload-config fields its runs changed from their preset"""
+NOT_RECIPE = (
+    "eval_batch_size",
+    "channels_last",
+    "cache_dir",
+    "download",
+    "train_eval_size",
+    "train_eval_examples",
+)
+"""workload-config fields that change how a run is executed or what it logs about the training
+set, not the experiment: changing them keeps a run the paper's"""
+KIND_VARIES = {
+    "depth": ("depth",),
+    "alpha": ("alpha",),
+    "best over weight decay": ("weight_decay",),
+    "SGD 400 epochs vs SAM 200": ("num_epochs",),
+}
+"""per comparison kind, the fields its runs vary by design (its axis, or its grid)"""
+SIZED_FROM_DATA = ("vocab_size", "num_tags")
+"""0 = sized from the training split, as the paper's model was (sweeps/paper.yaml)"""
 KINDS = ("width", "depth", "best over weight decay", "SGD 400 epochs vs SAM 200", "alpha")
 """what a reference compares: base vs SAM per width (the tables of results/tables.py), per
 depth, SAM vs SGD each at its best weight decay, SGD trained twice as long as SAM, per output
@@ -395,8 +417,27 @@ def reference_for(
             continue
         if any(config.get(k) for k in ABLATION_FIELDS if k not in ref.requires):
             continue  # an ablation run is not the clean experiment
+        if not _recipe_is_paper(config, ref):
+            continue  # e.g. a paper-preset run shortened with --num_epochs
         return ref
     return None
+
+
+def _recipe_is_paper(config: Mapping[str, Any], ref: PaperReference) -> bool:
+    """Whether every field the runs changed from their preset is one the reference itself
+    requires (an ablation's value), or one that is not part of the recipe. Runs stored before
+    they recorded their changes are taken at their preset's word."""
+    changed = config.get(PRESET_CHANGES)
+    if changed is None:
+        return True
+    return all(
+        k in ref.requires
+        or k in ref.when_present
+        or k in NOT_RECIPE
+        or k in KIND_VARIES.get(ref.kind, ())
+        or (k in SIZED_FROM_DATA and config.get(k) == 0)
+        for k in changed
+    )
 
 
 def reference_slope(

@@ -73,6 +73,7 @@ def add_run(
     curve: list[tuple[int, float, float]] = (),
     run_extra: dict[str, Any] | None = None,
     final: tuple[float, float] | None = None,
+    changed_from_preset: list[str] | None = None,
     **workload_config: Any,
 ) -> str:
     """One finished run; ``curve`` = (step, train loss, val metric) rows for the metrics table,
@@ -96,7 +97,12 @@ def add_run(
         seed=seed,
         rho=rho,
         preset=cfg["preset"],
-        config={"run": cfg, "execution": {"device": "cpu"}},
+        config={
+            "run": cfg,
+            "execution": {"device": "cpu"},
+            # as the runner stores it; left out = a store written before runs recorded it
+            **({} if changed_from_preset is None else {"changed_from_preset": changed_from_preset}),
+        },
         n_params=int(1000 * width),
         git_commit="test",
     )

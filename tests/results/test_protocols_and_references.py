@@ -88,6 +88,47 @@ def test_quick_runs_get_no_reference_and_paper_runs_get_fig1(tmp_path):
     assert no_wd.reference is None
 
 
+def test_a_paper_preset_run_with_a_shortened_recipe_gets_no_reference():
+    fig1 = {"preset": "paper", "weight_decay": 1e-4}
+    assert reference_for("mnist-mlp", fig1, "best-val").source == "Fig. 1 (mnist-mlp)"
+    unchanged = {**fig1, "changed_from_preset": []}
+    assert reference_for("mnist-mlp", unchanged, "best-val").source == "Fig. 1 (mnist-mlp)"
+    # the evaluation batch changes no number: still the paper's experiment
+    eval_only = {**fig1, "changed_from_preset": ["eval_batch_size", "train_eval_size"]}
+    assert reference_for("mnist-mlp", eval_only, "best-val") is not None
+    for changed in (["num_epochs"], ["num_train"], ["eval_batch_size", "learning_rate"]):
+        shortened = {**fig1, "changed_from_preset": changed}
+        assert reference_for("mnist-mlp", shortened, "best-val") is None, changed
+    # an ablation changes the fields its reference requires, and keeps its numbers
+    noisy = {"preset": "paper", "label_noise": 0.75, "weight_decay": 5e-4}
+    noisy["changed_from_preset"] = ["label_noise"]
+    assert reference_for(CIFAR, noisy, "final").source.startswith("label noise 0.75")
+    assert (
+        reference_for(
+            CIFAR, {**noisy, "changed_from_preset": ["label_noise", "num_epochs"]}, "final"
+        )
+        is None
+    )
+
+
+def test_tables_drop_the_reference_of_runs_that_changed_the_paper_recipe(tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    for width in (0.25, 1.0):
+        _pair(
+            store,
+            "mnist-mlp",
+            width=width,
+            seed=0,
+            gain=0.1,
+            weight_decay=1e-4,
+            changed_from_preset=["num_epochs"],
+        )
+    (exp,) = experiments(store, "mnist-mlp")
+    assert exp.reference is None
+    assert all(reference_at(exp, row) is None for row in exp.rows)
+    assert exp.rows[0].changed_from_preset == ("num_epochs",)
+
+
 def test_paper_no_wd_runs_get_the_no_weight_decay_numbers_not_fig1(tmp_path):
     store = Store(tmp_path / "runs.sqlite")
     for width in (0.0625, 0.125):

@@ -47,3 +47,19 @@ def test_a_synthetic_run_stores_its_generator_and_the_id_ignores_it(tmp_path):
     db = sqlite3.connect(tmp_path / "runs.sqlite")
     (config,) = db.execute("SELECT config FROM runs").fetchone()
     assert "data" not in json.loads(config)["run"]  # the run's identity is its config alone
+
+
+def test_a_run_stores_the_fields_it_changed_from_its_preset_outside_its_id(tmp_path):
+    """The report gives the paper's numbers only to runs of the paper's exact recipe: a run
+    records which workload-config fields the command line changed from its preset."""
+    argv = ["--domain", "synthetic", "--preset", "smoke", "--optimizer", "base", "--no-progress"]
+    assert main([*argv, "--results", str(tmp_path / "a")]) == 0
+    assert main([*argv, "--num_epochs=1", "--data_seed=3", "--results", str(tmp_path / "b")]) == 0
+    changed = {}
+    for name in ("a", "b"):
+        db = sqlite3.connect(tmp_path / name / "runs.sqlite")
+        (config,) = db.execute("SELECT config FROM runs").fetchone()
+        config = json.loads(config)
+        assert "changed_from_preset" not in config["run"]
+        changed[name] = config["changed_from_preset"]
+    assert changed == {"a": [], "b": ["data_seed", "num_epochs"]}
