@@ -42,6 +42,7 @@ from results.paper_numbers import (
     PRESET_CHANGES,
     PROTOCOLS,
     PaperReference,
+    fig1_reference,
     metric_unit,
     paper_at,
     reference_for,
@@ -701,6 +702,10 @@ class Trend:
     paper_gains: list[float | None]  # the paper's gain at each of our widths (None: not given)
     paper_slope: float | None  # the paper's gain per decade of parameters, over its widths
     sign_agree: tuple[int, int]  # (widths where our gain has the paper's sign, widths compared)
+    context: PaperReference | None = None
+    """for a width table of another recipe (scaled down), the paper's Fig. 1 reference of the
+    same workload: its slope says what effect size the seeds had to be able to detect"""
+    context_slope: float | None = None  # the context reference's slope per decade
 
     @property
     def spearman(self) -> float:
@@ -727,7 +732,12 @@ def trend(exp: Experiment, *, n_boot: int = 2000, n_perm: int = 2000) -> Trend:
         if p is not None and _finite(r.gain[0])
     ]
     ours_params = {r.width: float(r.params) for r in exp.rows if r.params}
+    context = None
+    if ref is None and exp.kind == "width" and exp.ablation is None:
+        context = fig1_reference(exp.workload)
     return Trend(
+        context=context,
+        context_slope=reference_slope(context, ours_params),
         widths=[r.width for r in exp.rows],
         test=test,
         reference=ref,

@@ -54,6 +54,7 @@ __all__ = [
     "paper_at",
     "reference_for",
     "PRESET_CHANGES",
+    "fig1_reference",
     "reference_slope",
 ]
 
@@ -421,6 +422,15 @@ def reference_for(
             continue  # e.g. a paper-preset run shortened with --num_epochs
         return ref
     return None
+
+
+def fig1_reference(workload: str) -> PaperReference | None:
+    """The paper's Fig. 1 numbers for ``workload`` (its full recipe), or None: context for a
+    scaled-down setup (the effect size its seeds should be able to detect), never a
+    comparison of numbers."""
+    return next(
+        (r for r in REFERENCES if r.workload == workload and r.source.startswith("Fig. 1")), None
+    )
 
 
 def _recipe_is_paper(config: Mapping[str, Any], ref: PaperReference) -> bool:

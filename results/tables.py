@@ -349,6 +349,23 @@ def findings(pairs: list[tuple[Experiment, Trend]]) -> list[str]:
                 + f" at these widths, slope {_signed(t.paper_slope or math.nan)} per decade; our "
                 f"gain has its sign at {t.sign_agree[0]} of {t.sign_agree[1]} widths."
             )
+        elif t.context is not None and t.context_slope is not None:
+            changed = sorted(set().union(*(r.changed_from_preset or () for r in e.rows)))
+            differs = f"preset {e.config.get('preset', '?')}" + (
+                f", changed {', '.join(changed)}" if changed else ""
+            )
+            sentence += (
+                f" No paper reference for this setup ({differs}); for scale, the paper's "
+                f"{t.context.source} slope at its full recipe is "
+                f"{_signed(t.context_slope)} per decade, which these seeds "
+                + (
+                    "could not resolve (no within-width variance)."
+                    if math.isnan(t.test.min_detectable_slope)
+                    else "had the power to detect."
+                    if abs(t.context_slope) >= t.test.min_detectable_slope
+                    else "did not have the power to detect."
+                )
+            )
         else:
             sentence += " No paper reference for this setup."
         lines.append(f"- {what}: {sentence}")

@@ -266,3 +266,38 @@ def test_summary_csv_has_the_trend_columns(tmp_path):
     assert rec["verdict"] == "no trend detected"
     assert rec["at_largest"] == "not resolved"  # gains 1, 2: t-interval 1.5 +- 6.35 spans 0
     assert float(rec["gain_largest_ci95_lo"]) == pytest.approx(1.5 - 12.706204736 * 0.5)
+
+
+def test_a_scaled_down_setup_is_told_whether_it_could_detect_the_papers_slope(tmp_path):
+    """No paper numbers for a shortened recipe, but the paper's Fig. 1 slope for scale: the
+    finding says whether the seeds had the power to detect an effect of that size."""
+    import numpy as np
+
+    from results.analysis import trend
+    from results.tables import findings
+
+    store = Store(tmp_path / "runs.sqlite")
+    for width in (0.25, 1.0, 4.0):
+        for seed, gain in enumerate((0.1, 0.3, 0.2)):
+            _pair(
+                store,
+                "mnist-mlp",
+                width=width,
+                seed=seed,
+                gain=gain,
+                weight_decay=1e-4,
+                changed_from_preset=["num_epochs"],
+            )
+    (exp,) = experiments(store, "mnist-mlp")
+    t = trend(exp, n_boot=200, n_perm=200)
+    assert t.reference is None and t.context.source == "Fig. 1 (mnist-mlp)"
+    # the paper's gains .07 .06 .18 .19 .19 against log10 of its parameter counts (PAPERS.md)
+    params = [61_035, 125_810, 266_610, 1_426_410, 5_366_010]
+    expected = np.polyfit(np.log10(params), [0.07, 0.06, 0.18, 0.19, 0.19], 1)[0]
+    assert t.context_slope == pytest.approx(expected, rel=1e-9)
+    (line,) = findings([(exp, t)])
+    assert "No paper reference for this setup (preset paper, changed num_epochs)" in line
+    assert f"Fig. 1 (mnist-mlp) slope at its full recipe is +{expected:.3g}" in line
+    # equal gains at every width with a spread of 0.1: a slope of 0.056/decade is not detectable
+    assert t.test.min_detectable_slope > expected
+    assert line.endswith("did not have the power to detect.")
