@@ -416,6 +416,62 @@ def longer_base_table(store: Store) -> Table | None:
     return experiment_table(exps, title, with_workload=True)
 
 
+def compute_table(store: Store, workload: str | None = None) -> Table:
+    """Where the machine time went, per workload: the finished runs and their stored training
+    wall time (a seed-ensemble member counts its share), base and SAM apart. Machine-specific:
+    the hardware column says where it was measured."""
+    table = Table(
+        "Compute: stored wall time of the finished runs, per workload",
+        [
+            "workload",
+            "runs",
+            "base runs",
+            "SAM runs",
+            "total (h)",
+            "median run (s)",
+            "slowest run (s)",
+            "hardware",
+        ],
+        align="lrrrrrrl",
+        notes=[
+            "Wall time of each run's training loop as the run stored it (evaluations included, "
+            "process start and data loading not); runs that shared the machine with other jobs "
+            "took longer than on a quiet one."
+        ],
+    )
+    for name in _workloads(store, workload):
+        runs = [r for r in store.runs(workload=name, status="done") if r.get("wall_time_s")]
+        if not runs:
+            continue
+        times = sorted(float(r["wall_time_s"]) for r in runs)
+        sam = sum(r["optimizer"] == "sam" for r in runs)
+        hardware = sorted({str(r.get("hardware") or "?") for r in runs})
+        record = {
+            "workload": name,
+            "runs": len(runs),
+            "base_runs": len(runs) - sam,
+            "sam_runs": sam,
+            "total_h": sum(times) / 3600,
+            "median_run_s": times[len(times) // 2],
+            "slowest_run_s": times[-1],
+            "hardware": "; ".join(hardware),
+        }
+        table.records.append(record)
+        table.rows.append(
+            [
+                name,
+                str(len(runs)),
+                str(len(runs) - sam),
+                str(sam),
+                f"{record['total_h']:.2f}",
+                f"{record['median_run_s']:.0f}",
+                f"{record['slowest_run_s']:.0f}",
+                record["hardware"],
+            ]
+        )
+    return table
+
+
 def _workloads(store: Store, only: str | None) -> list[str]:
     names = sorted({r["workload"] for r in store.runs()})
     return [n for n in names if only is None or n == only]
@@ -449,6 +505,10 @@ def write_tables(store: Store, results_dir: str | Path, workload: str | None = N
     summary = summary_table(every)
     write_table(summary, folder, "summary" if workload is None else f"summary_{workload}")
     out += [summary.to_markdown(), *per_workload]
+    compute = compute_table(store, workload)
+    if compute.rows:
+        write_table(compute, folder, "compute" if workload is None else f"compute_{workload}")
+        out.append(compute.to_markdown())
     extra = {"weight_decay_grid": weight_decay_table, "base_2x_epochs": longer_base_table}
     for field_name in (*ABLATION_FIELDS, *AXIS_DEFAULTS, *extra):
         if field_name in extra:

@@ -74,6 +74,7 @@ def add_run(
     run_extra: dict[str, Any] | None = None,
     final: tuple[float, float] | None = None,
     changed_from_preset: list[str] | None = None,
+    wall_time_s: float | None = None,
     **workload_config: Any,
 ) -> str:
     """One finished run; ``curve`` = (step, train loss, val metric) rows for the metrics table,
@@ -119,7 +120,13 @@ def add_run(
     }
     if final is not None:
         summary.update({f"final/val_{target}": final[0], f"final/test_{target}": final[1]})
-    store.finish_run(run_id, status, summary=summary, error=None if status == "done" else status)
+    store.finish_run(
+        run_id,
+        status,
+        summary=summary,
+        error=None if status == "done" else status,
+        wall_time_s=wall_time_s,
+    )
     return run_id
 
 

@@ -301,3 +301,37 @@ def test_a_scaled_down_setup_is_told_whether_it_could_detect_the_papers_slope(tm
     # equal gains at every width with a spread of 0.1: a slope of 0.056/decade is not detectable
     assert t.test.min_detectable_slope > expected
     assert line.endswith("did not have the power to detect.")
+
+
+def test_the_compute_table_sums_each_workloads_stored_run_times(tmp_path):
+    from results.tables import compute_table
+
+    store = Store(tmp_path / "runs.sqlite")
+    for seed, (t_base, t_sam) in enumerate(((10.0, 25.0), (30.0, 35.0))):
+        for optimizer, t, rho in (("sgd", t_base, 0.0), ("sam", t_sam, 0.1)):
+            add_run(
+                store,
+                "mnist-mlp",
+                optimizer=optimizer,
+                rho=rho,
+                width=1.0,
+                seed=seed,
+                val=50,
+                test=50,
+                wall_time_s=t,
+            )
+    add_run(
+        store,
+        "mnist-mlp",
+        optimizer="sgd",
+        width=2.0,
+        seed=0,
+        val=50,
+        test=50,
+        status="failed",
+        wall_time_s=1000.0,
+    )  # failed runs are not counted
+    (record,) = compute_table(store).records
+    assert (record["runs"], record["base_runs"], record["sam_runs"]) == (4, 2, 2)
+    assert record["total_h"] == pytest.approx(100.0 / 3600)
+    assert (record["median_run_s"], record["slowest_run_s"]) == (30.0, 35.0)
