@@ -45,3 +45,34 @@ def test_loop_overhead_quick_covers_the_three_workloads():
     assert res.returncode == 0, res.stderr[-2000:]
     names = {name for name, _ in _ratio_rows(res.stdout)}
     assert names == {"synthetic-regression", "mnist-mlp", "planetoid-cora"}
+
+
+def test_gpu_check_dry_run_lists_the_four_steps_within_eight_minutes():
+    res = _run("bash", "benchmarks/gpu_check.sh", "--dry-run", timeout=30)
+    assert res.returncode == 0, res.stderr
+    steps = re.findall(r"^\s+\d\. .*predicted\s+(\d+)s \(limit (\d+)s\): (.*)$", res.stdout, re.M)
+    commands = [cmd for _, _, cmd in steps]
+    assert len(commands) == 4
+    assert "-m gpu" in commands[0]
+    assert "benchmarks/cifar_epoch.py" in commands[1]
+    assert "sweeps/gpu-check.yaml" in commands[2] and "--device cuda" in commands[2]
+    assert "runners/report.py --results results/gpu-check" in commands[3]
+    assert sum(int(limit) for _, limit, _ in steps) <= 8 * 60
+    assert all(int(p) <= int(limit) for p, limit, _ in steps)
+
+
+def test_gpu_check_spec_has_four_widths_two_seeds_and_both_optimizers(tmp_path):
+    res = _run(
+        sys.executable,
+        "runners/sweep.py",
+        "sweeps/gpu-check.yaml",
+        "--results",
+        str(tmp_path / "out"),
+        "--dry-run",
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    runs = re.findall(r"cifar10-resnet18 (sgd|sam)\S* (?:rho=\S+ )?w(\S+) s(\d)", res.stdout)
+    assert len(runs) == 4 * 2 * 2
+    assert {w for _, w, _ in runs} == {"0.125x", "0.25x", "0.5x", "1x"}
+    assert {s for _, _, s in runs} == {"0", "1"} and {o for o, _, _ in runs} == {"sgd", "sam"}
