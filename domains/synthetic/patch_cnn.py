@@ -4,12 +4,14 @@ Minimization Generalize Better Than SGD?" (Chen, Zhang, Kou, Chen, Hsieh, Gu; Ne
 Data: x = (x_1, x_2), two patches in R^d. A clean label y~ is +-1 with equal probability; one
 patch (position chosen at random) is the signal y~ * mu with ||mu|| = ``signal_strength``, the
 other is noise xi ~ N(0, sigma_p^2 (I - mu mu^T / ||mu||^2)) (orthogonal to mu). The observed
-label y is y~ flipped with probability ``label_noise`` (the paper's label-flipping noise).
+label y is y~ flipped with probability ``flip_prob`` (the paper's label-flipping noise p; part
+of the data model, so not named like the ``label_noise`` ablation axis of results/analysis.py,
+whose non-zero runs leave the width tables for the label-noise ablation table).
 Model: f(W, x) = F_{+1}(W_{+1}, x) - F_{-1}(W_{-1}, x) with
 F_j(W_j, x) = (1/m) sum_{r=1..m} sum_{p=1,2} ReLU(<w_{j,r}, x_p>): m filters per class shared
 over the patches, second layer fixed to +-1/m, 2*m*d trainable weights, init N(0, sigma_0^2).
 Loss: logistic, log(1 + exp(-y f(W, x))). Metric: test error P(y != sign f) on fresh draws with
-noisy labels, as the paper's (its floor is ``label_noise``); ``clean_error`` against y~ too.
+noisy labels, as the paper's (its floor is ``flip_prob``); ``clean_error`` against y~ too.
 
 The theory: GD/SGD overfits harmfully (memorizes the noise patches) when n ||mu||^4 is small
 against sigma_p^4 d, SAM prevents the early noise learning and stays benign over a larger part
@@ -47,7 +49,7 @@ class PatchConfig(TrainConfig):
     """||mu||: norm of the signal vector"""
     noise_std: float = 1.0
     """sigma_p: std of the noise patch (in the d - 1 directions orthogonal to mu)"""
-    label_noise: float = 0.1
+    flip_prob: float = 0.1
     """p: probability that an observed label is flipped"""
     num_train: int = 100
     """n: training examples"""
@@ -109,7 +111,7 @@ class SignalNoisePatches(Workload):
         "dim",
         "signal_strength",
         "noise_std",
-        "label_noise",
+        "flip_prob",
         "num_train",
         "num_val",
         "num_test",
@@ -120,8 +122,8 @@ class SignalNoisePatches(Workload):
     def __init__(self, config: PatchConfig) -> None:
         super().__init__(config)
         self.config: PatchConfig = config
-        if not 0 <= config.label_noise < 0.5:
-            raise ValueError(f"label_noise must be in [0, 0.5), got {config.label_noise}")
+        if not 0 <= config.flip_prob < 0.5:
+            raise ValueError(f"flip_prob must be in [0, 0.5), got {config.flip_prob}")
         if config.dim < 2 or config.signal_strength < 0 or config.noise_std < 0:
             raise ValueError("need dim >= 2, signal_strength >= 0 and noise_std >= 0")
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -143,7 +145,7 @@ class SignalNoisePatches(Workload):
         c = self.config
         mu = self.signal()
         clean = torch.randint(0, 2, (n,), generator=generator).float() * 2 - 1
-        flip = torch.rand(n, generator=generator) < c.label_noise
+        flip = torch.rand(n, generator=generator) < c.flip_prob
         noisy = torch.where(flip, -clean, clean)
         xi = torch.randn(n, c.dim, generator=generator) * c.noise_std
         u = mu / mu.norm() if c.signal_strength > 0 else torch.zeros(c.dim)

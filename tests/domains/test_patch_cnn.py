@@ -56,9 +56,9 @@ def test_parameter_count_is_2_m_d(width, m):
     assert count_params(w.build_model(width)) == 2 * m * 123
 
 
-def test_bad_label_noise_is_rejected():
-    with pytest.raises(ValueError, match="label_noise"):
-        create_workload("synthetic-patch-cnn", "smoke", label_noise=0.5)
+def test_bad_flip_prob_is_rejected():
+    with pytest.raises(ValueError, match="flip_prob"):
+        create_workload("synthetic-patch-cnn", "smoke", flip_prob=0.5)
 
 
 def _add_run(store, run_id, optimizer, mu, d, errors, seed=0):

@@ -186,12 +186,6 @@ def test_declared_unit_is_the_one_the_report_knew(name):
         assert label == METRIC_UNITS[name]
 
 
-# Known clashes, each with where its runs are reported instead of the width tables.
-ABLATION_CLASHES = {
-    ("synthetic-patch-cnn", "label_noise"): "a theory workload: runners/theory.py's figures",
-}
-
-
 @pytest.mark.parametrize("name", list_workloads())
 def test_ablation_fields_default_to_their_clean_value(name):
     """A config field named like an ablation axis (results/analysis.py ABLATION_FIELDS) with a
@@ -203,6 +197,4 @@ def test_ablation_fields_default_to_their_clean_value(name):
         config = create_workload(name, preset).config
         for field in ABLATION_FIELDS:
             value = getattr(config, field, None)
-            if (name, field) in ABLATION_CLASHES:
-                continue
             assert not value, f"{name} preset {preset}: {field} defaults to {value!r}, not 0"
