@@ -121,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.compile the model for training steps (execution only, not hashed)",
     )
     p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="write a run's checkpoint at an evaluation only if this many seconds passed since "
+        "its last one; the last epoch's is always written (default 0: at every evaluation; "
+        "a kill repeats at most this much training; execution only, not hashed)",
+    )
+    p.add_argument(
         "--no-seed-ensemble",
         action="store_true",
         help="train --seeds one after another even where the workload allows training them "
@@ -405,6 +414,7 @@ def _main(argv: list[str] | None) -> int:
         verbose=args.verbose,
         channels_last=args.channels_last,
         compile=args.compile,
+        checkpoint_every_s=args.checkpoint_every,
     )
     failures = 0
     target = workload.target
