@@ -12,14 +12,18 @@ nothing; a ``running`` (killed) or ``failed`` row is run again and resumes from 
 Executors:
   local  each run in its own spawned process, at most N at a time (default one per CUDA device
          with --device cuda, else half the cores), torch threads = --threads, else
-         $OMP_NUM_THREADS, else cores // N; CleanRL's benchmark utility in processes. A run is
-         rebuilt from its RunConfig alone (``workload_for_run``) and loads its own data (caches
-         are built once, under a lock). Workers write the one store directly (SQLite WAL). A run
+         $OMP_NUM_THREADS, else cores // N; CleanRL's benchmark utility in processes. Runs that
+         differ only in their seed are one task where the workload allows a seed ensemble
+         (as run.py's --seeds: one process trains them as one vmapped model, same results up
+         to float rounding; --no-seed-ensemble trains each alone). A run is rebuilt from its
+         RunConfig alone (``workload_for_run``) and loads its own data (caches are built
+         once, under a lock). Workers write the one store directly (SQLite WAL). A run
          that raises or diverges is recorded by the loop and the sweep goes on; a worker that
          dies (segfault, os._exit, OOM kill) has its run recorded ``failed`` with the exit code
          by the driver. Workers exit with the driver, so a killed sweep leaves its runs
          ``running`` with their checkpoints, and the next invocation resumes them.
-  ray    each run is one Ray task (``num_gpus=1`` with --device cuda, else ``num_cpus=1``) on
+  ray    each run is one Ray task (``num_gpus=1`` with --device cuda, else ``num_cpus=1``;
+         per run, never a seed ensemble, whatever --no-seed-ensemble says) on
          ``ray.init(address=--ray-address)``: a running cluster (``auto`` or ``ray://...``)
          or, without an address, a local Ray. The task trains into a private store in its own
          temporary folder and returns the run row and metric rows; the driver writes them into
@@ -63,9 +67,11 @@ from runners.engine.cli import (
 from runners.engine.config import RunConfig, workload_for_run
 from runners.engine.lease import held_by_other
 from runners.engine.memory import check_memory
+from runners.engine.plan import seed_groups
 from runners.engine.sweep_options import positive_int, run_details, worker_threads
 from runners.engine.sweep_spec import SpecError, load_sweep
 from runners.engine.train import Execution, record_start, train_run
+from runners.engine.train_ensemble import can_use_seed_ensemble, train_seeds
 from samcore import format_width
 
 FINISHED = ("done", "diverged")  # outcomes a rerun would only reproduce: skipped
@@ -108,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         help="torch threads per local worker (default: $OMP_NUM_THREADS, else cores // workers)",
+    )
+    p.add_argument(
+        "--no-seed-ensemble",
+        action="store_true",
+        help="local executor: train each seed in its own process even where the workload "
+        "allows training a run's seeds at once as one vmapped model (same results up to "
+        "float rounding)",
     )
     p.add_argument(
         "--rho-grid",
@@ -157,38 +170,46 @@ def _exit_reason(code: int | None) -> str:
 
 
 # ---------------------------------------------------------------------------- local executor
-def _train_one(
+Result = tuple[str, dict[str, Any], str]  # (status, summary, message) of one run
+
+
+def _train_group(
     conn: Connection,
-    cfg_dict: dict[str, Any],
+    cfg_dicts: list[dict[str, Any]],
     store_path: str,
     data_root: str,
     ex: Execution,
     threads: int,
 ) -> None:
-    """A worker process: train one run into the store, send back (status, summary, message)."""
+    """A worker process: train one run, or a seed group as one seed ensemble (``train_seeds``),
+    into the store; send back one (status, summary, message) per run, in the group's order."""
     torch.set_num_threads(threads)
     parent = mp.parent_process()
-    if parent is not None:  # die with the driver, leaving our run resumable (like a kill)
+    if parent is not None:  # die with the driver, leaving our runs resumable (like a kill)
         threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True).start()
-    cfg = RunConfig.from_dict(cfg_dict)
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
     store = Store(store_path)
     try:
-        workload = workload_for_run(cfg)
+        workload = workload_for_run(cfgs[0])  # the group differs only in seeds: one workload
         workload.setup_data(Path(data_root), torch.device(ex.device))
-        out = train_run(workload, cfg, store, ex)
-        conn.send((out.status, out.summary, out.message))
-    except KeyboardInterrupt:  # the loop stored the run interrupted; the driver says so
+        if len(cfgs) == 1:
+            outs = [train_run(workload, cfgs[0], store, ex)]
+        else:  # leased per seed; done seeds skipped, killed ones resumed alone
+            outs = train_seeds(workload, cfgs, store, ex)
+        conn.send([(out.status, out.summary, out.message) for out in outs])
+    except KeyboardInterrupt:  # the loop stored the runs interrupted; the driver says so
         return
     except StoreError as exc:  # disk full: the driver stops the sweep and says so
-        conn.send(("store-error", {}, str(exc)))
+        conn.send([("store-error", {}, str(exc))] * len(cfgs))
     except Exception as exc:  # before the loop: config drift, missing data
         error = f"{type(exc).__name__}: {exc}"
-        record_failure(store, cfg, error, ex)
-        conn.send(("failed", {}, error))
+        for cfg in cfgs:
+            record_failure(store, cfg, error, ex)
+        conn.send([("failed", {}, error)] * len(cfgs))
 
 
 def run_local(
-    configs: list[RunConfig],
+    groups: list[list[RunConfig]],
     store: Store,
     ex: Execution,
     data_root: Path,
@@ -196,38 +217,45 @@ def run_local(
     report: Any,
     threads: int | None = None,
 ) -> None:
-    """Train ``configs`` in spec order, each in its own spawned process, at most ``n_workers``
-    at a time (CleanRL's benchmark utility, with processes instead of shell commands: a custom
-    driver's registered workloads reach the workers); ``report(status, cfg, summary, message,
-    wall)`` is called in the driver as each run ends. A process that dies without a result has
-    its run recorded ``failed`` with its exit reason, and the sweep goes on."""
+    """Train ``groups`` in order, each in its own spawned process, at most ``n_workers`` at a
+    time (CleanRL's benchmark utility, with processes instead of shell commands: a custom
+    driver's registered workloads reach the workers). A group is one run, or runs that differ
+    only in their seed, trained as one seed ensemble (``seed_groups``). ``report(status, cfg,
+    summary, message, wall)`` is called in the driver for each run as its group ends (a group's
+    wall time is shared among its runs). A process that dies without a result has its runs
+    recorded ``failed`` with its exit reason, and the sweep goes on."""
     ctx = mp.get_context("spawn")  # fork after torch (and CUDA) initialised is unsafe
     n_gpus = torch.cuda.device_count() if ex.device == "cuda" else 0
     threads = worker_threads(threads, n_workers)
-    pending = list(reversed(configs))
-    running: dict[int, tuple[Any, Connection, RunConfig, float]] = {}  # slot -> its run
+    pending = list(reversed(groups))
+    running: dict[int, tuple[Any, Connection, list[RunConfig], float]] = {}  # slot -> its group
     try:
         while pending or running:
             for slot in range(n_workers):
-                if slot not in running and pending:
+                while slot not in running and pending:
+                    group = _still_to_train(pending.pop(), store, report)
+                    if not group:  # finished or held by another invocation: no process
+                        continue
                     device = f"cuda:{slot % n_gpus}" if n_gpus else ex.device
-                    cfg, (recv, send) = pending.pop(), ctx.Pipe(duplex=False)
-                    args = (send, cfg.to_dict(), str(store.path), str(data_root))
+                    recv, send = ctx.Pipe(duplex=False)
+                    args = (send, [c.to_dict() for c in group], str(store.path), str(data_root))
                     proc = ctx.Process(
-                        target=_train_one,
+                        target=_train_group,
                         args=(*args, _replace_device(ex, device), threads),
                         daemon=True,
                     )
                     proc.start()
                     send.close()
-                    running[slot] = (proc, recv, cfg, time.perf_counter())
+                    running[slot] = (proc, recv, group, time.perf_counter())
+            if not running:
+                continue
             ready = wait(
                 [c for _, c, *_ in running.values()] + [p.sentinel for p, *_ in running.values()]
             )
-            for slot, (proc, recv, cfg, t0) in list(running.items()):
+            for slot, (proc, recv, group, t0) in list(running.items()):
                 if recv in ready or proc.sentinel in ready:
                     del running[slot]
-                    _collect(proc, recv, cfg, time.perf_counter() - t0, store, ex, report)
+                    _collect(proc, recv, group, time.perf_counter() - t0, store, ex, report)
     finally:
         for proc, *_ in running.values():
             proc.join(timeout=10)
@@ -235,33 +263,52 @@ def run_local(
                 proc.kill()
 
 
+def _still_to_train(group: list[RunConfig], store: Store, report: Any) -> list[RunConfig]:
+    """The runs of ``group`` that still need a worker now: one finished meanwhile, or held by a
+    live other process (another sweep driver's worker, a run.py), is reported ``skipped``
+    without spawning one (the worker's lease would skip it as well, after seconds of imports)."""
+    left = []
+    for cfg in group:
+        row = store.get_run(cfg.run_id)
+        if row is not None and row["status"] in FINISHED:
+            report("skipped", cfg, row["summary"] or {}, f"already {row['status']}", 0.0)
+        elif lease := held_by_other(store, cfg.run_id):
+            who = f"{lease['host']} pid {lease['pid']}"
+            report("skipped", cfg, {}, f"being trained by {who}; skipped", 0.0)
+        else:
+            left.append(cfg)
+    return left
+
+
 def _collect(
     proc: Any,
     recv: Connection,
-    cfg: RunConfig,
+    group: list[RunConfig],
     wall: float,
     store: Store,
     ex: Execution,
     report: Any,
 ) -> None:
-    """A worker's result, or its death recorded as the run's failure."""
+    """A worker's results, or its death recorded as the failure of each of its runs."""
     try:
-        result = recv.recv() if recv.poll() else None
+        results: list[Result] | None = recv.recv() if recv.poll() else None
     except (EOFError, OSError):
-        result = None
+        results = None
     proc.join(timeout=30)
     if proc.is_alive():  # a result sent and the process hangs, or a pipe broke: not trusted
         proc.kill()
         proc.join()
-    if result is None:
+    share = wall / len(group)  # as the ensemble stores time/wall_s: its share of the worker
+    if results is None or len(results) != len(group):
         error = _exit_reason(proc.exitcode)
-        record_failure(store, cfg, error, ex)
-        report("failed", cfg, {}, error, wall)
+        for cfg in group:
+            record_failure(store, cfg, error, ex)
+            report("failed", cfg, {}, error, share)
         return
-    status, summary, message = result
-    if status == "store-error":
-        raise StoreError(message)
-    report(status, cfg, summary, message, wall)
+    for cfg, (status, summary, message) in zip(group, results):
+        if status == "store-error":
+            raise StoreError(message)
+        report(status, cfg, summary, message, share)
 
 
 def _replace_device(ex: Execution, device: str) -> Execution:
@@ -287,7 +334,9 @@ def ray_train(cfg_dict: dict[str, Any], data_root: str, device: str) -> dict[str
 
 
 def run_ray(configs, store: Store, ex: Execution, data_root: Path, report):
-    """Train ``configs`` as Ray tasks; the driver alone writes the store."""
+    """Train ``configs`` as Ray tasks, one task per run (seeds are never grouped into a seed
+    ensemble here: a task's store is private and returns one run); the driver alone writes
+    the store."""
     import ray
 
     remote = ray.remote(ray_train).options(
@@ -350,17 +399,44 @@ def _plan_line(
     )
 
 
-def _check_memory(configs: list[RunConfig]) -> None:
-    """Each workload config's largest width against the machine's memory (MemoryCheckError),
-    before the store is created."""
-    groups: dict[str, list[RunConfig]] = {}
-    for c in configs:
-        key = (
-            f"{c.workload}|{c.preset}|{json.dumps(c.workload_config, sort_keys=True, default=str)}"
-        )
-        groups.setdefault(key, []).append(c)
-    for group in groups.values():
-        check_memory(workload_for_run(group[0]), sorted({c.width for c in group}))
+class _Workloads:
+    """Each workload config of a sweep built once (no data): ``workload_for_run`` memoized."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, Any] = {}
+
+    @staticmethod
+    def key(cfg: RunConfig) -> str:
+        wl = json.dumps(cfg.workload_config, sort_keys=True, default=str)
+        return f"{cfg.workload}|{cfg.preset}|{wl}"
+
+    def __call__(self, cfg: RunConfig) -> Any:
+        key = self.key(cfg)
+        if key not in self._built:
+            self._built[key] = workload_for_run(cfg)
+        return self._built[key]
+
+
+def _tasks(
+    configs: list[RunConfig], ensemble: bool, workloads: _Workloads
+) -> list[list[RunConfig]]:
+    """The local executor's tasks: seed groups trained as one seed ensemble where the workload
+    and the run allow it (``can_use_seed_ensemble``) and ``ensemble``, else single runs."""
+    if not ensemble:
+        return [[c] for c in configs]
+    return seed_groups(configs, lambda c: can_use_seed_ensemble(workloads(c), c))
+
+
+def _check_memory(tasks: list[list[RunConfig]], workloads: _Workloads) -> None:
+    """Each workload config's largest width, times its largest seed ensemble, against the
+    machine's memory (MemoryCheckError), before the store is created."""
+    by_config: dict[str, tuple[RunConfig, set[float], int]] = {}
+    for group in tasks:
+        first = group[0]
+        cfg, widths, size = by_config.get(_Workloads.key(first), (first, set(), 1))
+        by_config[_Workloads.key(first)] = (cfg, widths | {first.width}, max(size, len(group)))
+    for cfg, widths, size in by_config.values():
+        check_memory(workloads(cfg), sorted(widths), ensemble_size=size)
 
 
 def _print_dry_run(configs: list[RunConfig], todo: list[RunConfig], status: dict) -> None:
@@ -396,16 +472,22 @@ def _main(argv: list[str] | None) -> int:
         results_dir = results_folder(args.results)
         db = results_dir / "runs.sqlite"
         status = _statuses(db, sweep.configs)
+        todo = [c for c in sweep.configs if status.get(c.run_id) not in FINISHED]
+        workloads = _Workloads()
+        ensemble = args.executor == "local" and not args.no_seed_ensemble
+        tasks = _tasks(todo, ensemble, workloads)
         if not args.no_memory_check and not args.dry_run:
-            _check_memory(sweep.configs)
+            _check_memory(tasks, workloads)
     except (UsageError, SpecError, StoreError, ValueError) as exc:
         print(f"sweep.py: error: {exc}", file=sys.stderr)
         return 2
 
-    todo = [c for c in sweep.configs if status.get(c.run_id) not in FINISHED]
     before = Counter(status.get(c.run_id, "new") for c in sweep.configs)
-    n_workers = _worker_count(args, len(todo))
+    n_workers = _worker_count(args, len(tasks))
     print(_plan_line(sweep.name, len(sweep.configs), before, len(todo), n_workers, args))
+    if len(tasks) < len(todo):
+        n_groups = sum(len(g) > 1 for g in tasks)
+        print(f"  {len(todo)} run(s) as {len(tasks)} task(s): {n_groups} seed ensemble(s)")
     if args.dry_run:
         _print_dry_run(sweep.configs, todo, status)
         return 0
@@ -439,7 +521,7 @@ def _main(argv: list[str] | None) -> int:
         if args.executor == "ray":
             run_ray(todo, store, ex, data_root, report)
         else:
-            run_local(todo, store, ex, data_root, n_workers, report, args.threads)
+            run_local(tasks, store, ex, data_root, n_workers, report, args.threads)
     finally:
         store.close()
         if own_ray:

@@ -65,20 +65,23 @@ def _data_bytes(workload: Workload) -> int:
     return n * per_example * BYTES_PER_VALUE
 
 
-def estimate_bytes(workload: Workload, widths: Sequence[float]) -> tuple[int, float]:
-    """(bytes, width) of the most demanding run: its parameters' copies plus the data."""
+def estimate_bytes(
+    workload: Workload, widths: Sequence[float], ensemble_size: int = 1
+) -> tuple[int, float]:
+    """(bytes, width) of the most demanding run: its parameters' copies (times
+    ``ensemble_size``, the seeds trained at once as one model) plus the data (held once)."""
     per_width = [(_param_bytes(workload, w), w) for w in widths]
     params, width = max(per_width, key=lambda pw: pw[0])
-    return params + _data_bytes(workload), width
+    return params * ensemble_size + _data_bytes(workload), width
 
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:,.3g} GB"
 
 
-def check_memory(workload: Workload, widths: Sequence[float]) -> None:
+def check_memory(workload: Workload, widths: Sequence[float], ensemble_size: int = 1) -> None:
     """Raise MemoryCheckError when the estimate exceeds the machine's physical memory."""
-    need, width = estimate_bytes(workload, widths)
+    need, width = estimate_bytes(workload, widths, ensemble_size)
     have = machine_memory()
     if need > have:
         raise MemoryCheckError(

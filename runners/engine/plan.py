@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from domains import SizedByData, Workload
 from runners.engine.config import OPTIMIZER_CHOICES, RunConfig, run_options
 from samcore import BASE_OPTIMIZERS, WidthError, format_width
 
-__all__ = ["PlanError", "check_widths", "optimizer_names", "expand_grid"]
+__all__ = ["PlanError", "check_widths", "optimizer_names", "expand_grid", "seed_groups"]
 
 
 class PlanError(ValueError):
@@ -116,3 +116,26 @@ def expand_grid(
                         raise PlanError(str(exc)) from None
                     plan.append(cfg)
     return plan
+
+
+def seed_groups(
+    configs: Sequence[RunConfig], can_group: Callable[[RunConfig], bool]
+) -> list[list[RunConfig]]:
+    """``configs`` as groups of runs that differ only in their seed, where ``can_group(cfg)``
+    says such runs may train together (a seed ensemble), else one run per group.
+
+    Groups keep the order of their first run, and a group's runs their order in ``configs``;
+    runs need not be adjacent (two spec entries may name seeds of one experiment)."""
+    groups: list[list[RunConfig]] = []
+    by_key: dict[str, list[RunConfig]] = {}
+    for cfg in configs:
+        if not can_group(cfg):
+            groups.append([cfg])
+            continue
+        key = dataclasses.replace(cfg, seed=0).run_id  # the experiment without its seed
+        if key in by_key:
+            by_key[key].append(cfg)
+        else:
+            by_key[key] = [cfg]
+            groups.append(by_key[key])
+    return groups
