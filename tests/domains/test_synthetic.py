@@ -58,3 +58,46 @@ def _one_epoch_final_loss(preset: str) -> float:
 def test_literal_recipe_diverges_and_the_warmup_variant_does_not():
     assert not torch.isfinite(torch.tensor(_one_epoch_final_loss("paper-literal")))
     assert _one_epoch_final_loss("paper") < 3.0
+
+
+def test_train_eval_size_measures_the_first_examples_and_keeps_old_run_ids():
+    from runners.engine.config import RunConfig
+
+    w = _setup(train_eval_size=64)
+    model = w.build_model(1.0)
+    x, y = w.data["train"]
+    with torch.no_grad():
+        first = ((model(x[:64]) - y[:64]) ** 2).mean().item()
+        whole = ((model(x) - y) ** 2).mean().item()
+    out = w.evaluate(model)
+    assert out["train/mse"] == pytest.approx(first, rel=1e-6) and first != pytest.approx(whole)
+    assert _setup().evaluate(model)["train/mse"] == pytest.approx(whole, rel=1e-6)
+    assert w.evaluate(model)["val/mse"] == _setup().evaluate(model)["val/mse"]  # val untouched
+    with pytest.raises(ValueError, match="train_eval_size"):
+        _setup(train_eval_size=-1)
+
+    # the field at its default (0 = all) is left out of the run id: runs stored before it exist
+    def run_id(**kw):
+        import dataclasses
+
+        cfg = dataclasses.asdict(_setup(**kw).config)
+        return RunConfig(
+            "synthetic-regression", "smoke", 1.0, "sgd", "sgd", workload_config=cfg
+        ).run_id
+
+    legacy = dataclasses_without(_setup().config, "train_eval_size")
+    assert (
+        run_id()
+        == RunConfig(
+            "synthetic-regression", "smoke", 1.0, "sgd", "sgd", workload_config=legacy
+        ).run_id
+    )
+    assert run_id(train_eval_size=64) != run_id()
+
+
+def dataclasses_without(config, name):
+    import dataclasses
+
+    d = dataclasses.asdict(config)
+    del d[name]
+    return d
