@@ -69,7 +69,7 @@ from runners.engine.lease import held_by_other
 from runners.engine.memory import check_memory
 from runners.engine.plan import seed_groups
 from runners.engine.sweep_options import positive_int, run_details, worker_threads
-from runners.engine.sweep_spec import SpecError, load_sweep
+from runners.engine.sweep_spec import SpecError, Sweep, SweepPlan, open_sweep
 from runners.engine.train import Execution, record_start, train_run
 from runners.engine.train_ensemble import can_use_seed_ensemble, train_seeds
 from samcore import format_width
@@ -78,6 +78,11 @@ FINISHED = ("done", "diverged")  # outcomes a rerun would only reproduce: skippe
 # --dry-run lists at most this many runs, then a count of the rest; above it a warning says
 # the sweep is that large (a 10^6-run grid printed nothing for minutes and then everything).
 DRY_RUN_SHOWN = 10_000
+# A grid larger than this is not expanded by --dry-run: it is counted by multiplication and
+# its first runs are listed as they are expanded (memory and time bounded by what is shown).
+DRY_RUN_EXACT = 10_000
+DRY_RUN_BLOCK = 1_000  # streamed listing: at most this many lines per block, the first 10
+# (the key=value details shown on a line are those that vary within its block)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -454,6 +459,49 @@ def _print_dry_run(configs: list[RunConfig], todo: list[RunConfig], status: dict
         print(f"  ... {len(todo) - DRY_RUN_SHOWN:,} more run(s) not shown")
 
 
+def _stream_dry_run(plan: SweepPlan, total: int, db: Path, args: argparse.Namespace) -> int:
+    """--dry-run of a grid over DRY_RUN_EXACT runs: its count (by multiplication), then its
+    first DRY_RUN_SHOWN runs not finished, listed as the grid is expanded."""
+    print(
+        f"sweep.py: warning: {total:,} runs; listing the first {DRY_RUN_SHOWN:,} not finished",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(
+        f"sweep {plan.name}: {total:,} run(s) (counted, not expanded: a run two entries name "
+        f"counts twice); device {args.device}; the first {DRY_RUN_SHOWN:,} not finished:",
+        flush=True,
+    )
+    store = Store(db) if db.is_file() else None
+    shown, block, size = 0, [], 10  # a small first block: the first lines come at once
+    try:
+        for cfg in plan:
+            row = store.get_run(cfg.run_id) if store is not None else None
+            status = row["status"] if row is not None else "new"
+            if status in FINISHED:
+                continue
+            block.append((cfg, status))
+            if len(block) == min(size, DRY_RUN_SHOWN - shown):
+                shown += _print_block(block)
+                block, size = [], min(size * 10, DRY_RUN_BLOCK)
+                if shown >= DRY_RUN_SHOWN:
+                    break
+        shown += _print_block(block)
+    finally:
+        if store is not None:
+            store.close()
+    print(f"  ... at most {total - shown:,} more run(s) not shown")
+    return 0
+
+
+def _print_block(block: list[tuple[RunConfig, str]]) -> int:
+    details = run_details([cfg for cfg, _ in block])
+    for cfg, status in block:
+        print(f"  {status:<8} {_label(cfg)}{details[cfg.run_id]}  id {cfg.run_id}")
+    sys.stdout.flush()
+    return len(block)
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_guarded("sweep.py", lambda: _main(argv))
 
@@ -468,9 +516,12 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError("--ray-address needs --executor ray")
         if args.device == "cuda" and args.executor == "local" and not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available on this machine")
-        sweep = load_sweep(args.spec, rho_grid=args.rho_grid)
+        plan = open_sweep(args.spec, rho_grid=args.rho_grid)
         results_dir = results_folder(args.results)
         db = results_dir / "runs.sqlite"
+        if args.dry_run and (total := plan.count()) > DRY_RUN_EXACT:
+            return _stream_dry_run(plan, total, db, args)
+        sweep = Sweep(plan.name, list(plan))
         status = _statuses(db, sweep.configs)
         todo = [c for c in sweep.configs if status.get(c.run_id) not in FINISHED]
         workloads = _Workloads()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -19,7 +19,14 @@ from domains import SizedByData, Workload
 from runners.engine.config import OPTIMIZER_CHOICES, RunConfig, run_options
 from samcore import BASE_OPTIMIZERS, WidthError, format_width
 
-__all__ = ["PlanError", "check_widths", "optimizer_names", "expand_grid", "seed_groups"]
+__all__ = [
+    "PlanError",
+    "check_widths",
+    "optimizer_names",
+    "expand_grid",
+    "iter_grid",
+    "seed_groups",
+]
 
 
 class PlanError(ValueError):
@@ -63,6 +70,32 @@ def expand_grid(
     sam_starts: Sequence[float] | None = None,
     **options: Any,
 ) -> list[RunConfig]:
+    """``iter_grid``'s runs as a list (every run checked before any is used)."""
+    return list(
+        iter_grid(
+            workload,
+            preset,
+            widths=widths,
+            optimizers=optimizers,
+            rhos=rhos,
+            seeds=seeds,
+            sam_starts=sam_starts,
+            **options,
+        )
+    )
+
+
+def iter_grid(
+    workload: Workload,
+    preset: str,
+    *,
+    widths: Sequence[float],
+    optimizers: Sequence[str],
+    rhos: Sequence[float],
+    seeds: Sequence[int],
+    sam_starts: Sequence[float] | None = None,
+    **options: Any,
+) -> Iterator[RunConfig]:
     """Every (width, optimizer, rho, grid option values, seed) of one workload config as a
     RunConfig, in that order.
 
@@ -70,7 +103,8 @@ def expand_grid(
     base optimizer); rhos apply to SAM runs only (a base run has rho 0). ``options`` are
     RunConfig's run-level options by name (``runners.engine.config.option``): a grid option takes a
     list (one SAM run per value), the others one value; SAM-only options are at their default
-    in base runs. ``sam_starts`` is the list form of ``sam_start``."""
+    in base runs. ``sam_starts`` is the list form of ``sam_start``. A generator: the grid's
+    checks run at the first ``next``, a run's own as it is made (PlanError)."""
     c = workload.config
     check_widths(workload, widths)
     if not rhos or any(not (r >= 0) or math.isinf(r) for r in rhos):
@@ -90,7 +124,6 @@ def expand_grid(
     sam_only = {n for n, f in fields.items() if f.metadata["run_option"]["sam_only"]}
     opts = optimizer_names(optimizers, c.optimizer)
     wl_config = dataclasses.asdict(c)
-    plan = []
     for w in widths:
         for opt in opts:
             sam = opt == "sam"
@@ -114,8 +147,7 @@ def expand_grid(
                         )
                     except (TypeError, ValueError) as exc:
                         raise PlanError(str(exc)) from None
-                    plan.append(cfg)
-    return plan
+                    yield cfg
 
 
 def seed_groups(

@@ -17,7 +17,7 @@
 
 The file only declares; every key and value is checked before anything runs (a typo'd key is
 an error that names it, where it is, and the valid keys), and each entry is expanded by
-``runners.engine.plan.expand_grid``, the same function ``runners/run.py`` uses, so the same experiment
+``runners.engine.plan.iter_grid``, the generator behind ``expand_grid`` that ``runners/run.py`` uses, so the same experiment
 gets the same run id whichever command asked for it. ``rho_grid`` (the sweep CLI's
 ``--rho-grid``) replaces every entry's ``rho``. SAM's rho is chosen per width on validation by
 the report (``results/tables.py``), never here. ``rho: paper`` takes the workload's paper grid
@@ -29,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,10 +39,10 @@ import yaml
 
 from domains import ConfigError, UnknownWorkloadError, create_workload, get_spec
 from runners.engine.config import PROTOCOLS, RunConfig, run_options
-from runners.engine.plan import PlanError, expand_grid
+from runners.engine.plan import PlanError, iter_grid
 from samcore import WidthError, parse_width, parse_widths
 
-__all__ = ["SpecError", "Sweep", "load_sweep", "parse_rho"]
+__all__ = ["SpecError", "Sweep", "SweepPlan", "load_sweep", "open_sweep", "parse_rho"]
 
 DEFAULT_KEYS = ("preset", "seeds", "optimizers", "rho", "protocol")
 TOP_KEYS = ("name", "description", *DEFAULT_KEYS, "entries")
@@ -186,9 +188,26 @@ def _rho_groups(
     return groups
 
 
-def _expand_entry(
+@dataclass(frozen=True)
+class _Entry:
+    """One spec entry, its keys checked: what its grid points expand."""
+
+    name: str
+    preset: str
+    widths: Any
+    seeds: list[int]
+    optimizers: list[str]
+    rho: str | list[float]
+    protocol: str
+    overrides: dict[str, Any]
+    grid: dict[str, list[Any]]
+    flags: dict[str, Any]
+    where: str
+
+
+def _check_entry(
     entry: dict[str, Any], defaults: dict[str, Any], rho_grid: str | None, where: str
-) -> list[RunConfig]:
+) -> _Entry:
     if "workload" not in entry:
         raise SpecError(f"{where}: missing key 'workload'")
     name = entry["workload"]
@@ -229,31 +248,53 @@ def _expand_entry(
     flags = _flags(entry.get("flags") or {}, f"{where}: flags")
     if "widths" not in entry:
         raise SpecError(f"{where}: missing key 'widths' (a list like [1x, 4x], or 'all')")
+    return _Entry(
+        name, preset, entry["widths"], seeds, optimizers, rho, protocol, overrides, grid, flags,
+        where,
+    )  # fmt: skip
 
-    configs = []
-    for values in itertools.product(*grid.values()):
-        point = {**overrides, **dict(zip(grid, values))}
+
+def _entry_grids(e: _Entry, seeds: list[int]) -> Iterator[Iterator[RunConfig]]:
+    """Per grid point and rho group of the entry, the lazily expanded runs with ``seeds``
+    (a workload is built per grid point: the point may change its widths or rho grid)."""
+    for values in itertools.product(*e.grid.values()):
+        point = {**e.overrides, **dict(zip(e.grid, values))}
         try:
-            workload = create_workload(name, preset, **point)
-            widths = _widths(entry["widths"], workload.widths, where)
+            workload = create_workload(e.name, e.preset, **point)
+            widths = _widths(e.widths, workload.widths, e.where)
             # one grid per width: the paper's rho grid can depend on the width (ImageNet)
-            for rhos, ws in _rho_groups(workload, widths, rho):
-                configs += expand_grid(
-                    workload,
-                    preset,
-                    widths=ws,
-                    optimizers=optimizers,
-                    rhos=rhos,
-                    seeds=seeds,
-                    protocol=protocol,
-                    **flags,
-                )
+            for rhos, ws in _rho_groups(workload, widths, e.rho):
+                kw = {"protocol": e.protocol, **e.flags}
+                runs = iter_grid(
+                    workload, e.preset, widths=ws, optimizers=e.optimizers, rhos=rhos,
+                    seeds=seeds, **kw,
+                )  # fmt: skip
+                yield _located(runs, e, point)
         except SpecError:  # already says where (e.g. a width error from _widths)
             raise
         except (ConfigError, PlanError, ValueError) as exc:
-            at = f" at {point}" if grid else ""
-            raise SpecError(f"{where}{at}: {exc}") from None
-    return configs
+            raise _at(exc, e, point) from None
+
+
+def _at(exc: Exception, e: _Entry, point: dict[str, Any]) -> SpecError:
+    at = f" at {point}" if e.grid else ""
+    return SpecError(f"{e.where}{at}: {exc}")
+
+
+def _located(runs: Iterator[RunConfig], e: _Entry, point: dict[str, Any]) -> Iterator[RunConfig]:
+    """``runs``, with an error raised while expanding them said as the spec's."""
+    try:
+        yield from runs
+    except (ConfigError, PlanError, ValueError) as exc:
+        raise _at(exc, e, point) from None
+
+
+def _entry_count(e: _Entry) -> int:
+    """How many runs the entry expands to, by multiplication: each grid point and rho group
+    expanded with one seed (which checks every run but the seed), times the seeds. The
+    largest seed is the one expanded: the others are >= 0 and smaller, so valid too."""
+    one_seed = [max(e.seeds)]
+    return sum(len(list(runs)) for runs in _entry_grids(e, one_seed)) * len(e.seeds)
 
 
 # A spec is a page of YAML (sweeps/paper.yaml is ~10 kB). The caps refuse what is not one
@@ -322,32 +363,67 @@ def _read_spec(path: Path) -> Any:
     return data
 
 
-def load_sweep(path: str | Path, rho_grid: str | None = None) -> Sweep:
-    """Read, check and expand a spec; ``rho_grid`` ('paper', 'default', '0.01,0.05')
-    replaces every entry's rho. Raises SpecError (one line) on anything wrong."""
-    path = Path(path)
-    data = _read_spec(path)
+class SweepPlan:
+    """A checked spec, expanded lazily: ``count()`` by multiplication, ``iter(plan)`` run by
+    run (memory bounded by the runs taken, not the grid). ``load_sweep`` lists it all."""
+
+    def __init__(self, path: Path, name: str, entries: list[_Entry]) -> None:
+        self.path, self.name, self._entries = path, name, entries
+
+    def count(self) -> int:
+        """Runs in the grid, without listing them: each grid point's runs for one seed,
+        times the seeds. Checks every grid point (an error is raised here, before any run is
+        listed). An upper bound where two entries name the same run (counted twice)."""
+        with _short_errors():
+            return sum(_entry_count(e) for e in self._entries)
+
+    def __iter__(self) -> Iterator[RunConfig]:
+        """Every run in spec order, each once (an experiment two entries name runs once)."""
+        seen: set[str] = set()
+        with _short_errors():
+            for e in self._entries:
+                for runs in _entry_grids(e, e.seeds):
+                    for cfg in runs:
+                        if cfg.run_id not in seen:
+                            seen.add(cfg.run_id)
+                            yield cfg
+
+
+@contextmanager
+def _short_errors() -> Iterator[None]:
+    """Messages quote the spec's values: keep each error one short line."""
     try:
-        return _load_sweep(path, data, rho_grid)
-    except SpecError as exc:  # messages quote the spec's values: keep the line short
+        yield
+    except SpecError as exc:
         message = " ".join(str(exc).split())
         if len(message) > MAX_MESSAGE_CHARS:
             message = f"{message[:MAX_MESSAGE_CHARS]}... ({len(message):,} characters)"
         raise SpecError(message) from None
 
 
-def _load_sweep(path: Path, data: Any, rho_grid: str | None) -> Sweep:
-    where = path.name
-    _check_keys(data, TOP_KEYS, where)
-    if rho_grid is not None:
-        parse_rho(rho_grid, "--rho-grid")
-    entries = data.get("entries")
-    if not isinstance(entries, list) or not entries:
-        raise SpecError(f"{where}: 'entries' must be a non-empty list of workload entries")
-    defaults = {k: data[k] for k in DEFAULT_KEYS if k in data}
-    configs: dict[str, RunConfig] = {}
-    for i, entry in enumerate(entries):
-        at = f"{where}: entries[{i}]"
-        for cfg in _expand_entry(_check_keys(entry, ENTRY_KEYS, at), defaults, rho_grid, at):
-            configs.setdefault(cfg.run_id, cfg)  # an experiment two entries name runs once
-    return Sweep(name=str(data.get("name", path.stem)), configs=list(configs.values()))
+def open_sweep(path: str | Path, rho_grid: str | None = None) -> SweepPlan:
+    """Read and check a spec's keys and values (each grid point is checked as it is counted
+    or expanded); ``rho_grid`` ('paper', 'default', '0.01,0.05') replaces every entry's rho.
+    Raises SpecError (one line) on anything wrong."""
+    path = Path(path)
+    data = _read_spec(path)
+    with _short_errors():
+        where = path.name
+        _check_keys(data, TOP_KEYS, where)
+        if rho_grid is not None:
+            parse_rho(rho_grid, "--rho-grid")
+        entries = data.get("entries")
+        if not isinstance(entries, list) or not entries:
+            raise SpecError(f"{where}: 'entries' must be a non-empty list of workload entries")
+        defaults = {k: data[k] for k in DEFAULT_KEYS if k in data}
+        checked = []
+        for i, entry in enumerate(entries):
+            at = f"{where}: entries[{i}]"
+            checked.append(_check_entry(_check_keys(entry, ENTRY_KEYS, at), defaults, rho_grid, at))
+        return SweepPlan(path, str(data.get("name", path.stem)), checked)
+
+
+def load_sweep(path: str | Path, rho_grid: str | None = None) -> Sweep:
+    """Read, check and expand a spec, every run listed (``open_sweep`` for a lazy one)."""
+    plan = open_sweep(path, rho_grid)
+    return Sweep(name=plan.name, configs=list(plan))
