@@ -383,7 +383,9 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError(f"--measure-sharpness: {workload.name} has no loss to measure (SB3)")
         _check_device(args.device)
         if not args.no_memory_check:  # before the store and the data: 1e9x must not allocate
-            check_memory(workload, sorted({cfg.width for cfg in plan}))
+            groups = _seed_groups(workload, plan, ensemble=not args.no_seed_ensemble)
+            ensemble_size = max(len(g) for g in groups.values())  # seeds as one model
+            check_memory(workload, sorted({cfg.width for cfg in plan}), ensemble_size)
         results_dir = results_folder(args.results)
         _check_results_dir(results_dir)  # before loading data, which can take minutes
         data_root = resolve_data_root(args.data_root)

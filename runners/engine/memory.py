@@ -2,9 +2,20 @@
 
 ``--width 1e9x`` or ``--num_train=100000000`` used to pass validation, create an empty store
 and end in an allocator traceback (issue 20, finding 8). The estimate is coarse on purpose:
-the parameters (counted on the meta device, nothing allocated) x 4 bytes x 4 copies
-(weights, gradients, optimizer state, SAM's perturbation buffer), plus the data where the
-workload's config says its size cheaply (generated or held examples x example size).
+
+- parameters (counted on the meta device, nothing allocated) x 4 bytes x 4 copies (weights,
+  gradients, optimizer state, SAM's perturbation buffer);
+- activations: batch_size x the model's per-example activation values x 4 bytes, where the
+  per-example values are the sum of every leaf module's output size in a forward pass of one
+  example on the meta device (what autograd keeps for the backward pass, roughly: views such
+  as Flatten count too, in-place ops count as new tensors). The input's shape comes from the
+  workload (``image_shape``, as (H, W, C), fed as (C, H, W); or the config's ``input_dim``);
+  where it is unknown or the forward fails on meta (graphs, text), the approximation is the
+  sum of the widest dimension of each layer (Linear out_features, Conv out_channels,
+  Embedding dim): one position's worth, a lower bound for sequences and feature maps;
+- both terms times the seed-ensemble size where seeds train as one vmapped model;
+- the data where the workload's config says its size cheaply (generated or held examples x
+  example size), held once whatever the ensemble.
 """
 
 from __future__ import annotations
@@ -12,13 +23,21 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+from torch import nn
 
 from domains import SizedByData, Workload
 from samcore import count_params, format_width
 
-__all__ = ["MemoryCheckError", "machine_memory", "estimate_bytes", "check_memory"]
+__all__ = [
+    "MemoryCheckError",
+    "machine_memory",
+    "activation_values",
+    "estimate_bytes",
+    "check_memory",
+]
 
 BYTES_PER_VALUE = 4  # float32
 PARAM_COPIES = 4  # weights, gradients, optimizer state (momentum), SAM's e(w) buffer
@@ -33,13 +52,78 @@ def machine_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _param_bytes(workload: Workload, width: float) -> int:
+def _meta_model(workload: Workload, width: float) -> nn.Module | None:
     try:
-        with torch.device("meta"):  # counts without allocating
-            n = count_params(workload.build_model(width))
+        with torch.device("meta"):  # built without allocating
+            return workload.build_model(width)
     except (SizedByData, NotImplementedError, RuntimeError):  # sized by data, or no meta build
-        return 0  # unknown here: never build a model for real just to count it
-    return n * BYTES_PER_VALUE * PARAM_COPIES
+        return None  # unknown here: never build a model for real just to measure it
+
+
+def _input_shape(workload: Workload) -> tuple[int, ...] | None:
+    """One example's shape as the model takes it, where the workload says it without data."""
+    shape = getattr(workload, "image_shape", None)
+    if shape:
+        h, w, c = shape  # stored (H, W, C); the model sees (C, H, W)
+        return (c, h, w)
+    dim = getattr(workload.config, "input_dim", None)
+    return (dim,) if isinstance(dim, int) and dim > 0 else None
+
+
+def _widest_dims(model: nn.Module) -> int:
+    """The fallback: each layer's widest dimension (one position's activations)."""
+    total = 0
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            total += m.out_features
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            total += m.out_channels
+        elif isinstance(m, nn.Embedding):
+            total += m.embedding_dim
+    return total
+
+
+def activation_values(workload: Workload, model: nn.Module) -> int:
+    """Activation values per example of ``model`` (a meta-device build): the leaf modules'
+    output sizes in a meta forward pass of one example, else ``_widest_dims``."""
+    shape = _input_shape(workload)
+    if shape is None:
+        return _widest_dims(model)
+    total = 0
+
+    def count(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        nonlocal total
+        total += sum(t.numel() for t in _tensors(output))
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(torch.empty(1, *shape, device="meta"))
+    except Exception:  # a model that takes more than a tensor, or an op without a meta kernel
+        return _widest_dims(model)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (tuple, list)):
+        return [t for o in output for t in _tensors(o)]
+    return []
+
+
+def _model_bytes(workload: Workload, width: float) -> int:
+    """Parameters' copies plus one batch's activations of one model at ``width``."""
+    model = _meta_model(workload, width)
+    if model is None:
+        return 0
+    params = count_params(model) * BYTES_PER_VALUE * PARAM_COPIES
+    batch = getattr(workload.config, "batch_size", 1)
+    return params + batch * activation_values(workload, model) * BYTES_PER_VALUE
 
 
 def _example_values(workload: Workload) -> int | None:
@@ -68,11 +152,12 @@ def _data_bytes(workload: Workload) -> int:
 def estimate_bytes(
     workload: Workload, widths: Sequence[float], ensemble_size: int = 1
 ) -> tuple[int, float]:
-    """(bytes, width) of the most demanding run: its parameters' copies (times
-    ``ensemble_size``, the seeds trained at once as one model) plus the data (held once)."""
-    per_width = [(_param_bytes(workload, w), w) for w in widths]
-    params, width = max(per_width, key=lambda pw: pw[0])
-    return params * ensemble_size + _data_bytes(workload), width
+    """(bytes, width) of the most demanding run: its parameters' copies and a batch's
+    activations (times ``ensemble_size``, the seeds trained at once as one model) plus the
+    data (held once)."""
+    per_width = [(_model_bytes(workload, w), w) for w in widths]
+    model, width = max(per_width, key=lambda pw: pw[0])
+    return model * ensemble_size + _data_bytes(workload), width
 
 
 def _gb(n: int) -> str:
@@ -86,6 +171,7 @@ def check_memory(workload: Workload, widths: Sequence[float], ensemble_size: int
     if need > have:
         raise MemoryCheckError(
             f"{workload.name} at width {format_width(width)} needs about {_gb(need)} "
-            f"(parameters x {PARAM_COPIES} copies + data) but this machine has {_gb(have)} "
-            "of memory; use smaller --width/num_train, or --no-memory-check to run anyway"
+            f"(parameters x {PARAM_COPIES} copies + activations + data) but this machine "
+            f"has {_gb(have)} of memory; use smaller --width/num_train, or --no-memory-check "
+            "to run anyway"
         )

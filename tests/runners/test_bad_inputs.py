@@ -536,7 +536,8 @@ def test_huge_sweep_spec_is_refused_by_its_size(tmp_path, capsys):
 # ------------------------------------------------- memory estimate (issue 20, finding 8)
 def test_memory_estimate_counts_params_and_data_by_hand():
     """synthetic-regression smoke, hidden h = base_hidden x width: params 100h + h + h + 1,
-    x 4 bytes x 4 copies; data (512 + 256 + 256) examples x 100 inputs x 4 bytes."""
+    x 4 bytes x 4 copies; activations batch 64 x (h + h + 1) x 4 bytes (Linear, ReLU,
+    Linear outputs); data (512 + 256 + 256) examples x 100 inputs x 4 bytes."""
     from domains import create_workload
     from runners.engine.memory import estimate_bytes
 
@@ -544,7 +545,7 @@ def test_memory_estimate_counts_params_and_data_by_hand():
     h = workload.config.base_hidden * 3
     need, width = estimate_bytes(workload, [1.0, 3.0])
     assert width == 3.0
-    assert need == (100 * h + h + h + 1) * 16 + (512 + 256 + 256) * 100 * 4
+    assert need == (100 * h + h + h + 1) * 16 + 64 * (2 * h + 1) * 4 + (512 + 256 + 256) * 400
 
 
 @pytest.mark.parametrize("bad", [["--width", "1e9x"], ["--num_train=100000000"]])
