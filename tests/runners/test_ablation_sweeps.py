@@ -62,7 +62,32 @@ def test_linearized_sweep():
     assert sorted({c.rho for c in cfgs if c.optimizer == "sam"}) == [0.001, 0.01, 0.02]
 
 
-@pytest.mark.parametrize("name", ["depth", "wd-grid", "sgd-400", "linearized"])
+@pytest.mark.parametrize(
+    "name",
+    ["depth", "wd-grid", "sgd-400", "linearized", "label-noise", "sparsity", "regularization"],
+)
 def test_quick_sweeps_load(name):
     cfgs = _load(f"ablation-{name}-quick.yaml")
     assert cfgs and {c.preset for c in cfgs} <= {"quick", "quick-depth"}
+
+
+def test_quick_paper_yaml_ablations_cover_each_ablation():
+    """The CPU versions of sweeps/paper.yaml's label-noise, sparsity, no-wd and ViT entries:
+    run counts by hand (widths x settings x {base, SAM}, one seed) and the field that makes
+    each an ablation."""
+    noise = _load("ablation-label-noise-quick.yaml")  # 3 widths x 1 rate x 2
+    assert len(noise) == 6 and {c.workload_config["label_noise"] for c in noise} == {0.5}
+    assert {c.protocol for c in noise} == {"final"}  # the paper's label-noise protocol
+    sparse = _load("ablation-sparsity-quick.yaml")  # CIFAR 3 x 2 masks x 2 + MNIST 3 x 2
+    assert Counter(c.workload for c in sparse) == {"cifar10-resnet18": 12, "mnist-mlp": 6}
+    cifar = [c for c in sparse if c.workload == "cifar10-resnet18"]
+    assert {c.workload_config["sparsity_method"] for c in cifar} == {"random", "snip"}
+    assert {c.workload_config["match_params_of"] for c in cifar} == {0.0625}
+    assert {c.workload_config["match_params_of"] for c in sparse if c not in cifar} == {0.25}
+    reg = _load("ablation-regularization-quick.yaml")  # 3 widths x 2, twice
+    assert Counter(c.workload for c in reg) == {"cifar10-resnet18": 6, "cifar10-vit": 6}
+    resnet = [c for c in reg if c.workload == "cifar10-resnet18"]
+    assert {c.workload_config["weight_decay"] for c in resnet} == {0.0}
+    # 3 epochs, not the wd-grid quick sweep's 2: otherwise wd 0 would join its grid's setup
+    assert {c.workload_config["num_epochs"] for c in resnet} == {3}
+    assert {c.workload_config["num_epochs"] for c in _load("ablation-wd-grid-quick.yaml")} == {2}
