@@ -65,7 +65,7 @@ from runners.engine.cli import (
     run_guarded,
 )
 from runners.engine.config import RunConfig, workload_for_run
-from runners.engine.lease import held_by_other
+from runners.engine.lease import held_by_other, hold_lease
 from runners.engine.memory import check_memory
 from runners.engine.plan import seed_groups
 from runners.engine.sweep_options import positive_int, run_details, worker_threads
@@ -341,9 +341,21 @@ def ray_train(cfg_dict: dict[str, Any], data_root: str, device: str) -> dict[str
 def run_ray(configs, store: Store, ex: Execution, data_root: Path, report):
     """Train ``configs`` as Ray tasks, one task per run (seeds are never grouped into a seed
     ensemble here: a task's store is private and returns one run); the driver alone writes
-    the store."""
+    the store. The driver leases every run it submits (heartbeats while it lives), so another
+    sweep or run.py on the same results folder skips them, and takes them over if the driver
+    dies; runs finished or held by a live other process are reported skipped, never submitted."""
     import ray
 
+    left = _still_to_train(configs, store, report)
+    with hold_lease(store, [c.run_id for c in left]) as ids:
+        held = set(ids)
+        for cfg in left:
+            if cfg.run_id not in held:
+                report("skipped", cfg, {}, "claimed by another invocation meanwhile", 0.0)
+        _run_ray_tasks([c for c in left if c.run_id in held], store, ex, data_root, report, ray)
+
+
+def _run_ray_tasks(configs, store: Store, ex: Execution, data_root: Path, report, ray) -> None:
     remote = ray.remote(ray_train).options(
         max_retries=0,  # a run that kills its worker is recorded failed, not retried
         **({"num_gpus": 1} if ex.device == "cuda" else {"num_cpus": 1}),

@@ -442,3 +442,58 @@ def test_sigkilled_worker_run_resumes_and_matches_an_uninterrupted_sweep(tmp_pat
     got, want = _metric_rows(db), _metric_rows(tmp_path / "ref" / "runs.sqlite")
     assert len(got["sam"]) == len(want["sam"]) > 0
     assert got == want
+
+
+@pytest.mark.slow  # a second local Ray start (~2 min on 2 loaded cores)
+def test_ray_driver_leases_its_runs_and_skips_one_held_by_a_live_process(tmp_path, capsys):
+    """Issue 20: the Ray path claims each run before submitting it, like the local executor;
+    a run another live process holds is not trained twice."""
+    import socket
+    import threading
+
+    from results.store import Store
+
+    ray = pytest.importorskip("ray")
+    spec = _write(tmp_path, SMOKE_SPEC.replace("[base, sam]", "[base]").replace("[0]", "[0, 1]"))
+    configs = load_sweep(spec).configs
+    held_id = next(c.run_id for c in configs if c.seed == 1)
+    store = Store(tmp_path / "out" / "runs.sqlite")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        assert store.claim_runs(
+            [held_id],
+            owner="other",
+            host=socket.gethostname(),
+            pid=other.pid,
+            is_dead=lambda row: False,
+        ) == [held_id]
+        stop = threading.Event()
+
+        def beat() -> None:  # the other holder stays live however slowly Ray starts here
+            beater = Store(tmp_path / "out" / "runs.sqlite")
+            while not stop.wait(5.0):
+                beater.heartbeat("other")
+
+        threading.Thread(target=beat, daemon=True).start()
+        try:
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+            )
+        except Exception as exc:
+            pytest.skip(f"ray cannot start: {exc}")
+        try:
+            rc = main([str(spec), "--results", str(tmp_path / "out"), "--executor", "ray"])
+        finally:
+            ray.shutdown()
+    finally:
+        stop.set()
+        other.kill()
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rows = _rows(tmp_path / "out" / "runs.sqlite")
+    assert [(r[2], r[3]) for r in rows] == [(0, "done")]  # seed 1 was never submitted
+    assert "being trained by" in out and "skipped" in out
+    assert store.lease(next(c.run_id for c in configs if c.seed == 0)) is None  # released
