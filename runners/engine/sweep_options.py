@@ -13,7 +13,7 @@ from runners.engine.config import RunConfig
 
 __all__ = ["positive_int", "worker_threads", "run_details"]
 
-# In the label already (sweep._label), or the whole workload config (compared key by key).
+# In the label already (executors.run_label), or the whole workload config (compared key by key).
 _LABELLED = {"workload", "optimizer", "base_optimizer", "width", "seed", "rho", "workload_config"}
 
 
