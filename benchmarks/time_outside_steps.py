@@ -30,13 +30,26 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name -> run.py arguments: the largest evidence width at the paper preset, a few epochs
+# name -> run.py arguments: the largest evidence width at the paper preset with the evidence
+# sweep's overrides (sweeps/cpu-evidence.yaml: the train-curve subsets), a few epochs
 CONFIGS: dict[str, list[str]] = {
-    "synthetic-regression": ["--width", "10x", "--num_epochs=5"],
-    "mnist-mlp": ["--width", "4x", "--num_epochs=2"],
+    "synthetic-regression": ["--width", "10x", "--num_epochs=5", "--train_eval_size=2048"],
+    "mnist-mlp": ["--width", "4x", "--num_epochs=2", "--train_eval_size=2000"],
     "planetoid-cora": ["--width", "16x"],  # 200 epochs, one step and one evaluation each
-    "sst2-lstm": ["--width", "0.5x", "--max_train_examples=8000", "--num_epochs=2"],
-    "cartpole-ppo": ["--width", "4x", "--total_timesteps=20000"],
+    "sst2-lstm": [
+        "--width",
+        "0.625x",
+        "--max_train_examples=8000",
+        "--num_epochs=2",
+        "--train_eval_examples=1024",
+    ],
+    "acrobot-ppo": [
+        "--width",
+        "4x",
+        "--total_timesteps=20480",
+        "--eval_freq=16384",
+        "--eval_episodes=20",
+    ],
 }
 PARTS = ("imports", "data setup", "train steps", "evaluation", "checkpoints", "store", "other")
 

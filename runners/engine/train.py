@@ -14,6 +14,7 @@ checkpoint, written by the same code in both modes.
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import subprocess
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -159,6 +161,7 @@ class Trainee(Protocol):
     def checkpoint(self, s: int) -> dict[str, Any]: ...  # member s's model/optimizer/rng...
 
 
+@functools.cache  # once per process: the code that runs is the code imported at its start
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
@@ -422,34 +425,36 @@ def _train_epoch(
     """One epoch of ``train_step`` calls from optimizer step ``step`` on."""
     t0 = time.perf_counter()
     totals = _EpochTotals(epoch)
-    device = next(trainee.module.parameters()).device
     steps_per_epoch = workload.steps_per_epoch()
     total_steps = workload.config.num_epochs * steps_per_epoch
+    # What every step passes, looked up once: on a small model each Python line and tensor
+    # op per step is a visible share of it (issue 21, benchmarks/loop_overhead.py).
+    step_options = {
+        "micro_batch_size": cfg.micro_batch_size or None,
+        "scaler": trainee.scaler,
+        "autocast_dtype": _AUTOCAST[cfg.precision],
+        "m_sharpness": cfg.m_sharpness or None,
+        "split": getattr(workload, "split_batch", None),
+    }
+    is_sam = cfg.optimizer == "sam"
     trainee.train()
-    loss_sum = torch.zeros(trainee.num_members, device=device)
-    first_bad = torch.full((trainee.num_members,), math.inf, device=device)  # no host sync
-    step_t = torch.full((), float(step), device=device)
+    # The steps' losses stay on the device (no host sync); they are summed and checked for
+    # non-finite values once, at the epoch's end (``_loss_totals``).
+    losses: list[torch.Tensor] = []
     for batch in trainee.batches(epoch):
         # late-phase SAM: the ascent only inside [sam_start, sam_end) of training
-        ascent = cfg.optimizer == "sam" and cfg.sam_active(step + totals.steps, total_steps)
+        ascent = is_sam and cfg.sam_active(step + totals.steps, total_steps)
         res = train_step(
             trainee.module,
             trainee.optimizer,
             trainee.loss_fn,
             batch,
-            micro_batch_size=cfg.micro_batch_size or None,
-            scaler=trainee.scaler,
-            autocast_dtype=_AUTOCAST[cfg.precision],
-            m_sharpness=cfg.m_sharpness or None,
             measure_perturbation=totals.steps == steps_per_epoch - 1,
-            split=getattr(workload, "split_batch", None),
             ascent=ascent,
+            **step_options,
         )
         trainee.scheduler.step()
-        losses = trainee.member_losses(res).to(device)
-        loss_sum += losses
-        first_bad = torch.where(torch.isfinite(losses), first_bad, torch.minimum(first_bad, step_t))
-        step_t += 1
+        losses.append(trainee.member_losses(res))
         if trainee.scaler is not None:
             totals.skipped += bool(res.skipped)  # synced by the scaler anyway
         if res.grad_norm is not None:
@@ -459,9 +464,30 @@ def _train_epoch(
         totals.steps += 1
         totals.ascents += ascent
     totals.seconds = time.perf_counter() - t0
-    totals.mean_losses = (loss_sum / max(totals.steps, 1)).tolist()
-    totals.first_bad_steps = first_bad.tolist()
+    totals.mean_losses, totals.first_bad_steps = _loss_totals(
+        losses, trainee.num_members, step, totals.steps
+    )
     return totals
+
+
+def _loss_totals(
+    losses: list[torch.Tensor], num_members: int, step: int, steps: int
+) -> tuple[list[float], list[float]]:
+    """Per member: the epoch's mean step loss and the first step (counted from ``step``) whose
+    loss is not finite (inf: none). The sum is float32, added in step order, as a running
+    ``loss_sum += loss`` on the device would add it (numpy's ``add.accumulate`` is sequential,
+    unlike ``sum``'s pairwise order), so the stored ``train/loss_first_pass`` is the same."""
+    if not losses:
+        return [0.0] * num_members, [math.inf] * num_members
+    per_step = torch.stack(losses).detach().to("cpu", torch.float32).numpy()  # (steps, members)
+    running = np.add.accumulate(per_step, axis=0, dtype=np.float32)
+    mean = torch.from_numpy(running[-1].copy()) / max(steps, 1)
+    bad = ~np.isfinite(per_step)
+    first_bad = [
+        float(step + int(np.argmax(bad[:, s]))) if bad[:, s].any() else math.inf
+        for s in range(per_step.shape[1])
+    ]
+    return mean.tolist(), first_bad
 
 
 def _end_epoch(
