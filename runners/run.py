@@ -38,7 +38,6 @@ from domains import (
     resolve_data_root,
 )
 from results.store import Store, StoreError
-from results.tables import workload_table
 from runners.engine.cli import (
     DEFAULT_RESULTS,
     Parser,
@@ -436,6 +435,9 @@ def _main(argv: list[str] | None) -> int:
         if args.measure_sharpness and out.status in ("done", "skipped"):
             _measure_sharpness(store, results_dir, out.run_id, args.device, workload)
     print()
+    # imported here: results.tables pulls in scipy (~0.8 s of CPU), which no run needs
+    from results.tables import workload_table
+
     print(workload_table(store, workload.name))
     store.close()
     return 1 if failures else 0
