@@ -84,6 +84,7 @@ def _child(run_args: list[str], threads: int) -> dict[str, float]:
 
     torch.set_num_threads(threads)
     import results.store
+    import results.tables  # noqa: F401  (run.py imports it for its final table: scipy)
     import runners.engine.train as train
     import runners.run as run
 
