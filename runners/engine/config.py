@@ -240,13 +240,18 @@ def workload_for_run(cfg: RunConfig) -> Any:
     return workload
 
 
-def preset_changes(cfg: RunConfig) -> list[str]:
+def preset_changes(cfg: RunConfig) -> list[str] | None:
     """The workload-config fields whose stored value differs from the run's preset: stored with
     the run (outside its id), so the report attaches the paper's numbers only to runs of the
     paper's exact recipe (a ``paper`` preset run with ``--num_epochs=20`` is not the paper's
-    100-epoch experiment)."""
-    from domains import create_workload  # here, so the store/tables side never imports torch
+    100-epoch experiment). None for a workload the registry does not know (one trained by the
+    user's own code through the engine): there is no preset to compare with."""
+    from domains import UnknownWorkloadError, create_workload  # here: tables never import torch
 
+    try:
+        create_workload(cfg.workload, cfg.preset)
+    except UnknownWorkloadError:
+        return None
     preset = json.loads(
         json.dumps(
             dataclasses.asdict(create_workload(cfg.workload, cfg.preset).config), default=str

@@ -199,7 +199,6 @@ def record_start(
     (``n_params`` None: the model was never built)."""
     full_config = {
         "run": cfg.to_dict(),
-        "changed_from_preset": preset_changes(cfg),
         "execution": {
             "device": ex.device,
             "results_dir": str(ex.results_dir),
@@ -207,6 +206,9 @@ def record_start(
             "compile": ex.compile,
         },
     }
+    changed = preset_changes(cfg)
+    if changed is not None:  # a registered workload: the fields it changed from its preset
+        full_config["changed_from_preset"] = changed
     store.start_run(
         cfg.run_id,
         name=cfg.run_name(),
