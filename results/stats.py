@@ -7,8 +7,6 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from scipy import stats as _scipy_stats
-
 __all__ = ["mean_std", "ci_half_width", "spearman"]
 
 
@@ -27,7 +25,9 @@ def ci_half_width(values: Sequence[float], confidence: float = 0.95) -> float:
     n = len(values)
     if n < 2:
         return math.nan
-    t = _scipy_stats.t.ppf(0.5 + confidence / 2, df=n - 1)
+    from scipy import stats  # here: scipy costs ~0.8 s to import and most callers never need it
+
+    t = stats.t.ppf(0.5 + confidence / 2, df=n - 1)
     return float(t * statistics.stdev(values) / math.sqrt(n))
 
 
@@ -37,4 +37,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     pairs = [(a, b) for a, b in zip(x, y, strict=True) if not (math.isnan(a) or math.isnan(b))]
     if len(pairs) < 3 or len({b for _, b in pairs}) < 2 or len({a for a, _ in pairs}) < 2:
         return math.nan
-    return float(_scipy_stats.spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
+    from scipy import stats
+
+    return float(stats.spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
