@@ -114,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads per local worker (default: $OMP_NUM_THREADS, else cores // workers)",
     )
     p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="as run.py's: a run's checkpoint at an evaluation only if this many seconds passed "
+        "since its last one, the last epoch's always (default 0: every evaluation; e.g. 60 "
+        "saves Cora's 200 per-run checkpoints; execution only, not hashed)",
+    )
+    p.add_argument(
         "--no-seed-ensemble",
         action="store_true",
         help="local executor: train each seed in its own process even where the workload "
@@ -276,6 +285,10 @@ def _main(argv: list[str] | None) -> int:
         args = build_parser().parse_args(argv)
         if args.workers is not None and args.workers < 1:
             raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        if not 0 <= args.checkpoint_every < float("inf"):
+            raise UsageError(
+                f"--checkpoint-every must be seconds >= 0, got {args.checkpoint_every}"
+            )
         if args.ray_address and args.executor != "ray":
             raise UsageError("--ray-address needs --executor ray")
         if args.device == "cuda" and args.executor == "local" and not torch.cuda.is_available():
@@ -322,7 +335,12 @@ def _main(argv: list[str] | None) -> int:
             ray.shutdown()
         print(f"sweep.py: error: {exc}", file=sys.stderr)
         return 2
-    ex = Execution(device=args.device, results_dir=results_dir, progress=False)
+    ex = Execution(
+        device=args.device,
+        results_dir=results_dir,
+        progress=False,
+        checkpoint_every_s=args.checkpoint_every,
+    )
     data_root = resolve_data_root(args.data_root)
     counts: Counter[str] = Counter()
     t0 = time.perf_counter()

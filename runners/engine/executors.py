@@ -8,6 +8,7 @@ the driver as each run ends, and record a run whose worker died as ``failed``.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -209,7 +210,7 @@ def _collect(
 
 
 def _replace_device(ex: Execution, device: str) -> Execution:
-    return Execution(device=device, results_dir=ex.results_dir, progress=False, verbose=False)
+    return dataclasses.replace(ex, device=device, progress=False, verbose=False)
 
 
 # ------------------------------------------------------------------------------ ray executor

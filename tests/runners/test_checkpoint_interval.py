@@ -69,3 +69,22 @@ def test_run_py_passes_checkpoint_every(tmp_path, monkeypatch):
     assert main([*args, "--results", str(tmp_path / "a"), "--checkpoint-every", "90"]) == 0
     assert main([*args, "--results", str(tmp_path / "b")]) == 0
     assert seen == [90.0, 0.0]
+
+
+def test_sweep_py_passes_checkpoint_every_to_its_workers(tmp_path, monkeypatch):
+    import runners.sweep as sweep
+    from runners.engine.executors import _replace_device
+
+    seen: list[Execution] = []
+    monkeypatch.setattr(sweep, "run_local", lambda tasks, store, ex, *a, **k: seen.append(ex))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: t\npreset: smoke\nseeds: [0]\noptimizers: [base]\n"
+        "entries:\n  - {workload: synthetic-regression, widths: [1x]}\n"
+    )
+    out = ["--results", str(tmp_path / "r")]
+    assert sweep.main([str(spec), *out, "--checkpoint-every", "60"]) == 0
+    assert [ex.checkpoint_every_s for ex in seen] == [60.0]
+    # each worker's Execution (its device set per slot) keeps it
+    assert _replace_device(seen[0], "cuda:1").checkpoint_every_s == 60.0
+    assert sweep.main([str(spec), *out, "--checkpoint-every", "-1"]) == 2
