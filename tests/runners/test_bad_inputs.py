@@ -402,7 +402,10 @@ def test_disk_full_during_a_run_is_one_line_and_the_rerun_resumes(tmp_path, caps
 # ---------------------------------------------------------------------- Ctrl-C (issue 20)
 def _interrupt_when_training(args, tmp_path, script):
     """Start ``script`` in its own process group, Ctrl-C the group once two epochs are logged."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    # faulthandler: a process that does not exit after Ctrl-C prints every thread's stack on
+    # SIGABRT below, so a hang (seen once in a full suite on 2 cores under heavy load, never
+    # reproduced) names where it is
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "runners" / script), *args],
         cwd=tmp_path,
@@ -422,7 +425,12 @@ def _interrupt_when_training(args, tmp_path, script):
         time.sleep(0.05)
     assert proc.poll() is None, "finished before it could be interrupted; make it longer"
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"{script} did not exit 120 s after Ctrl-C; its threads:\n{err[-6000:]}")
     with contextlib.closing(sqlite3.connect(db)) as con:
         statuses = [r[0] for r in con.execute("SELECT status FROM runs")]
     return proc.returncode, out, err, statuses
