@@ -46,12 +46,17 @@ _PAPER = {"color": "tab:red", "marker": "s", "linestyle": "--", "label": "paper"
 _OPT_COLORS = {"base": "tab:gray", "sam": "tab:orange"}
 
 
+# No creation date in the PDFs (and no software version in either format): a figure redrawn
+# from the same store is the same bytes, so regenerating a committed report changes nothing.
+_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
+
+
 def save_figure(fig: Figure, folder: str | Path, stem: str) -> list[Path]:
     """``<folder>/<stem>.png`` and ``.pdf``, each rendered in memory and replaced atomically."""
     paths = []
     for fmt in FORMATS:
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
+        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight", metadata=_METADATA[fmt])
         paths.append(atomic_write(Path(folder) / f"{stem}.{fmt}", buf.getvalue()))
     return paths
 

@@ -218,6 +218,21 @@ def test_figures_are_written(toy):
         assert stem in text
 
 
+def test_figures_redrawn_from_the_same_store_are_the_same_bytes(toy):
+    """A regenerated committed report must not change its files: the PDFs carried their
+    creation time (results/quick's PDFs differed on every report)."""
+    import time
+
+    store, folder = toy
+    write_figures(store, folder)
+    first = {p.name: p.read_bytes() for p in (folder / "figures").iterdir()}
+    time.sleep(1.1)  # PDF dates have one-second resolution
+    write_figures(store, folder)
+    again = {p.name: p.read_bytes() for p in (folder / "figures").iterdir()}
+    assert first.keys() == again.keys() and any(n.endswith(".pdf") for n in first)
+    assert [n for n in first if first[n] != again[n]] == []
+
+
 def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch, toy):
     path = atomic_write(tmp_path / "t.md", "old")
 
