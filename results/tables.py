@@ -359,7 +359,9 @@ def findings(pairs: list[tuple[Experiment, Trend]]) -> list[str]:
                 f"{t.context.source} slope at its full recipe is "
                 f"{_signed(t.context_slope)} per decade, which these seeds "
                 + (
-                    "could not resolve (no within-width variance)."
+                    "cannot test yet (too few widths)."
+                    if t.test.verdict == "too few widths"
+                    else "could not resolve (no within-width variance)."
                     if math.isnan(t.test.min_detectable_slope)
                     else "had the power to detect."
                     if abs(t.context_slope) >= t.test.min_detectable_slope

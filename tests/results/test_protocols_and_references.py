@@ -335,3 +335,23 @@ def test_the_compute_table_sums_each_workloads_stored_run_times(tmp_path):
     assert (record["runs"], record["base_runs"], record["sam_runs"]) == (4, 2, 2)
     assert record["total_h"] == pytest.approx(100.0 / 3600)
     assert (record["median_run_s"], record["slowest_run_s"]) == (30.0, 35.0)
+
+
+def test_a_scaled_down_setup_with_one_width_is_not_said_to_lack_variance(tmp_path):
+    from results.analysis import trend
+    from results.tables import findings
+
+    store = Store(tmp_path / "runs.sqlite")
+    for seed, gain in enumerate((0.1, 0.3, 0.2)):
+        _pair(
+            store,
+            "mnist-mlp",
+            width=0.25,
+            seed=seed,
+            gain=gain,
+            weight_decay=1e-4,
+            changed_from_preset=["num_epochs"],
+        )
+    (exp,) = experiments(store, "mnist-mlp")
+    (line,) = findings([(exp, trend(exp, n_boot=100, n_perm=100))])
+    assert line.endswith("which these seeds cannot test yet (too few widths).")
