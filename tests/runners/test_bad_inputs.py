@@ -403,8 +403,11 @@ def test_disk_full_during_a_run_is_one_line_and_the_rerun_resumes(tmp_path, caps
 def _interrupt_when_training(args, tmp_path, script):
     """Start ``script`` in its own process group, Ctrl-C the group once two epochs are logged."""
     # faulthandler: a process that does not exit after Ctrl-C prints every thread's stack on
-    # SIGABRT below, so a hang (seen once in a full suite on 2 cores under heavy load, never
-    # reproduced) names where it is
+    # SIGABRT below. That is how a failure seen only in the full suite was found: the child
+    # was still training 120 s after SIGINT, because it had inherited SIGINT *ignored* from the
+    # pytest process (a library imported by an earlier test ignores it; an ignored signal
+    # survives exec, and Python then installs no KeyboardInterrupt handler). A terminal's
+    # foreground job starts with SIGINT at its default: so does this one (preexec_fn).
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "runners" / script), *args],
@@ -414,6 +417,7 @@ def _interrupt_when_training(args, tmp_path, script):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # a terminal's Ctrl-C reaches the whole foreground group
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     db, deadline = tmp_path / "out" / "runs.sqlite", time.time() + 120
     while time.time() < deadline and proc.poll() is None:
