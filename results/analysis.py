@@ -170,9 +170,9 @@ def reference_at(exp: Experiment, row: WidthRow | None = None) -> PaperReference
     """The paper's reference for ``row`` of ``exp`` (its ablation value and protocol), or for the
     experiment as a whole; None unless the setup is exactly the paper's (paper_numbers)."""
     config = {**exp.config, **dict.fromkeys(ABLATION_FIELDS, 0.0)}
-    changed = [r.changed_from_preset for r in ([row] if row is not None else exp.rows)]
-    if any(c is not None for c in changed):
-        config[PRESET_CHANGES] = sorted(set().union(*(c for c in changed if c is not None)))
+    changed = changed_from_preset([row] if row is not None else exp.rows)
+    if changed is not None:
+        config[PRESET_CHANGES] = list(changed)
     protocol = row.protocol if row is not None else exp.protocol
     if exp.kind != "width":  # weight-decay grid, SGD for longer: the rows are widths
         return reference_for(exp.workload, config, protocol, kind=exp.kind)
@@ -370,6 +370,13 @@ def compare_runs(
         protocol=protocol,
         changed_from_preset=_changed_from_preset(done),
     )
+
+
+def changed_from_preset(rows: list[WidthRow]) -> tuple[str, ...] | None:
+    """The union over ``rows`` of the fields their runs changed from their preset (None when
+    no row's runs recorded it)."""
+    recorded = [r.changed_from_preset for r in rows if r.changed_from_preset is not None]
+    return tuple(sorted(set().union(*recorded))) if recorded else None
 
 
 def _changed_from_preset(runs: list[dict[str, Any]]) -> tuple[str, ...] | None:

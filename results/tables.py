@@ -29,6 +29,7 @@ from results.analysis import (
     Trend,
     WidthRow,
     ablation_experiments,
+    changed_from_preset,
     experiments,
     is_late_phase,
     longer_base_experiments,
@@ -350,7 +351,7 @@ def findings(pairs: list[tuple[Experiment, Trend]]) -> list[str]:
                 f"gain has its sign at {t.sign_agree[0]} of {t.sign_agree[1]} widths."
             )
         elif t.context is not None and t.context_slope is not None:
-            changed = sorted(set().union(*(r.changed_from_preset or () for r in e.rows)))
+            changed = changed_from_preset(e.rows) or ()
             differs = f"preset {e.config.get('preset', '?')}" + (
                 f", changed {', '.join(changed)}" if changed else ""
             )

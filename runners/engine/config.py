@@ -249,13 +249,9 @@ def preset_changes(cfg: RunConfig) -> list[str] | None:
     from domains import UnknownWorkloadError, create_workload  # here: tables never import torch
 
     try:
-        create_workload(cfg.workload, cfg.preset)
+        preset_config = create_workload(cfg.workload, cfg.preset).config
     except UnknownWorkloadError:
         return None
-    preset = json.loads(
-        json.dumps(
-            dataclasses.asdict(create_workload(cfg.workload, cfg.preset).config), default=str
-        )
-    )
+    preset = json.loads(json.dumps(dataclasses.asdict(preset_config), default=str))
     stored = json.loads(json.dumps(cfg.workload_config, default=str))
     return sorted(k for k in set(preset) | set(stored) if preset.get(k) != stored.get(k))

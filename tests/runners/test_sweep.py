@@ -301,7 +301,8 @@ def test_killed_sweep_resumes_the_half_done_run_from_its_checkpoint(tmp_path):
     assert _epochs_logged(db) == 30
 
 
-def test_ray_executor_writes_runs_into_the_driver_store(tmp_path, capsys):
+def _start_local_ray():
+    """A local Ray of 2 CPUs whose workers import this checkout; skips where none can start."""
     ray = pytest.importorskip("ray")
     try:
         ray.init(
@@ -312,6 +313,11 @@ def test_ray_executor_writes_runs_into_the_driver_store(tmp_path, capsys):
         )
     except Exception as exc:  # no local Ray here (sandbox, ports): nothing to test against
         pytest.skip(f"ray cannot start: {exc}")
+    return ray
+
+
+def test_ray_executor_writes_runs_into_the_driver_store(tmp_path, capsys):
+    ray = _start_local_ray()
     try:
         spec = _write(
             tmp_path, SMOKE_SPEC.replace("[base, sam]", "[base]").replace("[0]", "[0, 1]")
@@ -453,7 +459,7 @@ def test_ray_driver_leases_its_runs_and_skips_one_held_by_a_live_process(tmp_pat
 
     from results.store import Store
 
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     spec = _write(tmp_path, SMOKE_SPEC.replace("[base, sam]", "[base]").replace("[0]", "[0, 1]"))
     configs = load_sweep(spec).configs
     held_id = next(c.run_id for c in configs if c.seed == 1)
@@ -475,15 +481,7 @@ def test_ray_driver_leases_its_runs_and_skips_one_held_by_a_live_process(tmp_pat
                 beater.heartbeat("other")
 
         threading.Thread(target=beat, daemon=True).start()
-        try:
-            ray.init(
-                num_cpus=2,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
-            )
-        except Exception as exc:
-            pytest.skip(f"ray cannot start: {exc}")
+        ray = _start_local_ray()
         try:
             rc = main([str(spec), "--results", str(tmp_path / "out"), "--executor", "ray"])
         finally:
