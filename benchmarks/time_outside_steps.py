@@ -9,9 +9,13 @@ rest (model builds for the plan check, the run row, the table printed at the end
 
     python benchmarks/time_outside_steps.py                     # the five evidence workloads
     python benchmarks/time_outside_steps.py --workloads planetoid-cora --optimizer sam
+    python benchmarks/time_outside_steps.py --full-length --compare-test-every-epoch
 
 The configurations are the evidence sweep's largest widths at the paper presets, shortened to
-a few epochs (Cora keeps its 200 full-batch epochs: evaluation every epoch is its protocol).
+a few epochs (Cora keeps its 200 full-batch epochs: evaluation every epoch is its protocol);
+``--full-length`` runs them as long as the sweep does. ``--compare-test-every-epoch`` measures
+each one twice, side by side: as the loop runs (the test split only where validation improved
+and at the last epoch) and with the test split at every evaluation, as before issue 21.
 """
 
 from __future__ import annotations
@@ -51,6 +55,14 @@ CONFIGS: dict[str, list[str]] = {
         "--eval_episodes=20",
     ],
 }
+# the evidence sweep's run lengths (sweeps/cpu-evidence.yaml), for --full-length
+FULL_LENGTH: dict[str, list[str]] = {
+    "synthetic-regression": ["--num_epochs=100"],
+    "mnist-mlp": ["--num_epochs=20"],
+    "planetoid-cora": [],
+    "sst2-lstm": ["--num_epochs=16"],
+    "acrobot-ppo": ["--total_timesteps=102400"],
+}
 PARTS = ("imports", "data setup", "train steps", "evaluation", "checkpoints", "store", "other")
 
 
@@ -76,7 +88,13 @@ class Timers:
         return timed
 
 
-def _child(run_args: list[str], threads: int) -> dict[str, float]:
+def _with(args: list[str], overrides: list[str]) -> list[str]:
+    """``args``, then ``overrides``; each ``--key=value`` override replaces that key's entry."""
+    keys = {o.split("=", 1)[0] for o in overrides if "=" in o}
+    return [a for a in args if "=" not in a or a.split("=", 1)[0] not in keys] + overrides
+
+
+def _child(run_args: list[str], threads: int, test_every_epoch: bool) -> dict[str, float]:
     """One run in this process, timed by part (the parent starts a process per workload)."""
     t_start = time.perf_counter()
     import torch
@@ -113,6 +131,8 @@ def _child(run_args: list[str], threads: int) -> dict[str, float]:
         return workload
 
     run.create_workload = create_workload
+    if test_every_epoch:  # the loop as it was: every evaluation measures every split
+        train._takes_splits = lambda workload: False
     train._train_epoch = timers.wrap("train steps", train._train_epoch)
     train.evaluate_and_select = timers.wrap("evaluation", train.evaluate_and_select)
     train.save_checkpoint = timers.wrap("checkpoints", train.save_checkpoint)
@@ -139,12 +159,22 @@ def _child(run_args: list[str], threads: int) -> dict[str, float]:
     return dict(s)
 
 
-def _measure(name: str, optimizer: str, threads: int, extra: list[str]) -> dict[str, float]:
+def _measure(
+    name: str,
+    optimizer: str,
+    threads: int,
+    extra: list[str],
+    *,
+    full_length: bool = False,
+    test_every_epoch: bool = False,
+) -> dict[str, float]:
+    config = _with(CONFIGS[name], FULL_LENGTH[name]) if full_length else CONFIGS[name]
     run_args = ["--workload", name, "--preset", "paper", "--optimizer", optimizer]
-    run_args += ["--no-memory-check", *CONFIGS[name], *extra]
+    run_args += ["--no-memory-check", *_with(config, extra)]  # extra: run.py's own flags
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
+    child = [sys.executable, __file__, "--child", json.dumps(run_args), "--threads", str(threads)]
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(run_args), "--threads", str(threads)],
+        child + (["--test-every-epoch"] if test_every_epoch else []),
         env=env,
         capture_output=True,
         text=True,
@@ -158,7 +188,7 @@ def _measure(name: str, optimizer: str, threads: int, extra: list[str]) -> dict[
 def format_table(rows: dict[str, dict[str, float]]) -> str:
     """One line per workload: seconds per part, and the share outside training steps, of the
     run (imports excluded) and of the whole process."""
-    head = f"{'workload':<22}" + "".join(f"{p:>12}" for p in PARTS)
+    head = f"{'workload':<42}" + "".join(f"{p:>12}" for p in PARTS)
     head += f"{'total':>9}{'outside':>9}{'w/ imports':>11}"
     lines = [head]
     for name, s in rows.items():
@@ -166,7 +196,7 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
         run_total = total - s.get("imports", 0.0)
         steps = s.get("train steps", 0.0)
         lines.append(
-            f"{name:<22}"
+            f"{name:<42}"
             + "".join(f"{s.get(p, 0.0):>11.2f}s" for p in PARTS)
             + f"{total:>8.1f}s{1 - steps / run_total:>9.1%}{1 - steps / total:>11.1%}"
         )
@@ -178,21 +208,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workloads", default=",".join(CONFIGS), help="comma list of CONFIGS keys")
     p.add_argument("--optimizer", default="base", choices=("base", "sam"))
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--full-length", action="store_true", help="the sweep's run lengths")
+    p.add_argument(
+        "--compare-test-every-epoch",
+        action="store_true",
+        help="also measure each run with the test split at every evaluation (before issue 21)",
+    )
+    p.add_argument("--test-every-epoch", action="store_true", help=argparse.SUPPRESS)  # child
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # run.py args, as JSON
     args, extra = p.parse_known_args(argv)
     if args.child is not None:
-        print(json.dumps(_child(json.loads(args.child), args.threads)))
+        print(json.dumps(_child(json.loads(args.child), args.threads, args.test_every_epoch)))
         return 0
     names = args.workloads.split(",")
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         p.error(f"unknown workloads {unknown}; expected some of {', '.join(CONFIGS)}")
+    modes = {"": False} | ({" (test every epoch)": True} if args.compare_test_every_epoch else {})
     rows = {}
     for name in names:
-        rows[name] = _measure(name, args.optimizer, args.threads, extra)
-        print(f"{name}: {json.dumps({k: round(v, 3) for k, v in rows[name].items()})}")
+        for suffix, every in modes.items():  # side by side: the same load on the machine
+            s = _measure(
+                name,
+                args.optimizer,
+                args.threads,
+                extra,
+                full_length=args.full_length,
+                test_every_epoch=every,
+            )
+            rows[name + suffix] = s
+            print(f"{name}{suffix}: {json.dumps({k: round(v, 3) for k, v in s.items()})}")
     print()
-    print(f"optimizer {args.optimizer}, {args.threads} thread(s); 'outside' = 1 - train steps")
+    length = "the sweep's run lengths" if args.full_length else "shortened runs"
+    print(
+        f"optimizer {args.optimizer}, {args.threads} thread(s), {length}; 'outside' = 1 - train steps"
+    )
     print(format_table(rows))
     return 0
 

@@ -11,7 +11,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -235,8 +235,14 @@ class Workload:
         """Mean training loss of the batch and detached extra metrics. Pure."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Flat split-prefixed metrics: ``train/loss``, ``val/<target>``, ``test/<target>``."""
+    def evaluate(self, model: nn.Module, splits: Collection[str] | None = None) -> dict[str, float]:
+        """Flat split-prefixed metrics: ``train/loss``, ``val/<target>``, ``test/<target>``.
+
+        ``splits``: the ones wanted (None: all). The loop asks for ``("train", "val")`` every
+        evaluation and for ``("test",)`` only where validation improved and at the last epoch,
+        the only test numbers it reports. A workload may return more than asked where its
+        splits share the work (one full-batch forward pass), and may leave the parameter out
+        (then every evaluation measures every split)."""
         raise NotImplementedError
 
     # ---- rho grid

@@ -48,7 +48,7 @@ molpcba; molhiv/moltox21, which the paper does not run, use the same). Deviation
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,11 +294,13 @@ class OgbgMolecules(Workload):
         return loss, {"labelled_fraction": labelled.float().mean().detach()}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, splits: Collection[str] | None = None) -> dict[str, float]:
         from torch_geometric.loader import DataLoader
 
         out: dict[str, float] = {}
         for split, data in self.eval_splits.items():
+            if splits is not None and split not in splits:
+                continue
             logits, ys = [], []
             for batch in DataLoader(data, batch_size=self.config.eval_batch_size):
                 batch = batch.to(self.device)

@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -366,10 +366,12 @@ class SST2Classification(Workload):
         return loss, {"acc": (logits.argmax(-1) == labels).float().mean().detach() * 100}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, splits: Collection[str] | None = None) -> dict[str, float]:
         out = {}
         bs = self.config.eval_batch_size
         for split, (ids, lengths, labels) in self.eval_splits.items():
+            if splits is not None and split not in splits:
+                continue
             # Similar lengths together, each batch trimmed to its longest: the sums do not
             # depend on the order, and padding was ~4/5 of the Transformer's eval compute.
             order = lengths.argsort()

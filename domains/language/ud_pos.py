@@ -75,7 +75,7 @@ from __future__ import annotations
 import math
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -457,10 +457,12 @@ class UDPOSTransformer(Workload):
         return loss, {"acc": acc.detach() * 100}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, splits: Collection[str] | None = None) -> dict[str, float]:
         out = {}
         bs = self.config.eval_batch_size
         for split, (ids, labels, lengths) in self.eval_splits.items():
+            if splits is not None and split not in splits:
+                continue
             order = lengths.argsort()  # similar lengths together: little padding
             loss_sum, correct, n_tokens, word_correct = 0.0, 0, 0, 0
             for idx in order.split(bs):

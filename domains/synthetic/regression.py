@@ -24,7 +24,7 @@ Step-decay milestones are not stated: x0.1 at 50% and 75% of training, as the ot
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,9 +169,11 @@ class TeacherStudentRegression(Workload):
         return loss, {"mse": mse.detach()}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, splits: Collection[str] | None = None) -> dict[str, float]:
         out = {}
         for split, (x, y) in self.data.items():
+            if splits is not None and split not in splits:
+                continue
             if split == "train" and self.config.train_eval_size > 0:
                 x, y = x[: self.config.train_eval_size], y[: self.config.train_eval_size]
             out[f"{split}/mse"] = (model(x) - y).pow(2).mean().item()

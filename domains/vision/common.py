@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -384,9 +384,11 @@ class OnDeviceImageClassification(Workload):
         return loss, {"acc": acc.detach()}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, splits: Collection[str] | None = None) -> dict[str, float]:
         out: dict[str, float] = {}
         for split in ("train", "val", "test"):
+            if splits is not None and split not in splits:
+                continue
             x, y = self._split(split)
             if split == "train":
                 x, y = x[self._train_eval_idx], y[self._train_eval_idx]
@@ -401,6 +403,8 @@ class OnDeviceImageClassification(Workload):
                 correct += (logits.argmax(1) == yb).sum()
             out[f"{split}/loss"] = (loss_sum / len(y)).item()
             out[f"{split}/acc"] = (100.0 * correct / len(y)).item()
+        if splits is not None and "train" not in splits:
+            return out  # the model-level extras come with the train split's metrics
         return {**out, **self.sparsity_metrics(model), **self.smoothness_metrics(model)}
 
     def smoothness_metrics(self, model: nn.Module) -> dict[str, float]:

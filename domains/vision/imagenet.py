@@ -28,7 +28,7 @@ images; the crop randomness comes from DataLoader worker seeds (seeded per run).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -310,11 +310,13 @@ class ImageNetResNet50(OnDeviceImageClassification):
         return self._batches("train", self.config.batch_size, order)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, splits: Collection[str] | None = None) -> dict[str, float]:
         if self.splits is not None:  # synthetic data
-            return super().evaluate(model)
+            return super().evaluate(model, splits)
         out: dict[str, float] = {}
         for name, split in (("train", "train_eval"), ("val", "val"), ("test", "test")):
+            if splits is not None and name not in splits:
+                continue
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), device=self.device)
             for x, y in self._batches(split, self.config.eval_batch_size, None):
@@ -324,6 +326,8 @@ class ImageNetResNet50(OnDeviceImageClassification):
             n = len(self.sets[split])
             out[f"{name}/loss"] = (loss_sum / n).item()
             out[f"{name}/acc"] = (100.0 * correct / n).item()
+        if splits is not None and "train" not in splits:
+            return out
         return {**out, **self.sparsity_metrics(model)}
 
 

@@ -47,6 +47,40 @@ def test_loop_overhead_quick_covers_the_three_workloads():
     assert names == {"synthetic-regression", "mnist-mlp", "planetoid-cora"}
 
 
+def test_time_outside_steps_prints_both_evaluation_modes_side_by_side():
+    res = _run(
+        sys.executable,
+        "benchmarks/time_outside_steps.py",
+        "--workloads",
+        "synthetic-regression",
+        "--compare-test-every-epoch",
+        "--num_epochs=2",  # replaces the configuration's 5 epochs
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = re.findall(r"^(synthetic-regression.*?)\s+(?:[\d.]+s\s+){8}([\d.]+)%", res.stdout, re.M)
+    assert [name.strip() for name, _ in rows] == [
+        "synthetic-regression",
+        "synthetic-regression (test every epoch)",
+    ]
+    assert all(0 < float(share) < 100 for _, share in rows)
+
+
+def test_time_outside_steps_overrides_replace_the_configured_value():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from time_outside_steps import _with
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    args = ["--width", "10x", "--num_epochs=5", "--train_eval_size=2048"]
+    assert _with(args, ["--num_epochs=100"]) == [
+        "--width",
+        "10x",
+        "--train_eval_size=2048",
+        "--num_epochs=100",
+    ]
+    assert _with(args, ["--checkpoint-every", "60"]) == args + ["--checkpoint-every", "60"]
+
+
 def test_gpu_check_dry_run_lists_the_four_steps_within_eight_minutes():
     res = _run("bash", "benchmarks/gpu_check.sh", "--dry-run", timeout=30)
     assert res.returncode == 0, res.stderr

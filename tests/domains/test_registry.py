@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -111,6 +112,13 @@ def test_every_workload_smoke_two_sam_steps(name):
     metrics = workload.evaluate(model)
     t = workload.target.name
     assert f"val/{t}" in metrics and f"test/{t}" in metrics
+    if "splits" in inspect.signature(workload.evaluate).parameters:
+        # the loop's two calls (every epoch; where validation improved) measure what one did
+        selection = workload.evaluate(model, splits=("train", "val"))
+        test = workload.evaluate(model, splits=("test",))
+        assert f"val/{t}" in selection and f"test/{t}" in test
+        assert not any(k.startswith("test/") for k in selection)
+        assert {**selection, **test} == metrics
 
 
 @pytest.mark.parametrize("name", list_workloads())
