@@ -103,6 +103,7 @@ def _child(run_args: list[str], threads: int, test_every_epoch: bool) -> dict[st
     torch.set_num_threads(threads)
     import results.store
     import results.tables  # noqa: F401  (run.py imports it for its final table: scipy)
+    import runners.engine.evaluation as evaluation
     import runners.engine.train as train
     import runners.run as run
 
@@ -132,7 +133,7 @@ def _child(run_args: list[str], threads: int, test_every_epoch: bool) -> dict[st
 
     run.create_workload = create_workload
     if test_every_epoch:  # the loop as it was: every evaluation measures every split
-        train._takes_splits = lambda workload: False
+        evaluation._takes_splits = lambda workload: False
     train._train_epoch = timers.wrap("train steps", train._train_epoch)
     train.evaluate_and_select = timers.wrap("evaluation", train.evaluate_and_select)
     train.save_checkpoint = timers.wrap("checkpoints", train.save_checkpoint)

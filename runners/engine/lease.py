@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from results.store import Store
+from runners.engine.records import RunOutcome
 
 __all__ = [
     "HEARTBEAT_S",
@@ -165,10 +166,6 @@ def leased(train: F) -> F:
 
     @functools.wraps(train)
     def wrapper(workload: Any, cfgs: Any, store: Store, ex: Any) -> Any:
-        from runners.engine.train import (
-            RunOutcome,
-        )  # here: runners.engine.train imports this module
-
         many = isinstance(cfgs, (list, tuple))
         group = list(cfgs) if many else [cfgs]
         with hold_lease(store, [c.run_id for c in group]) as held:

@@ -11,15 +11,14 @@ One epoch loop (``train_members``) trains a ``Trainee``: one model (``SingleMode
 several seeds of one run stacked into a vmapped seed ensemble (``runners/engine/train_ensemble.py``).
 Each run it trains is a ``Member`` with its own typed ``RunState``, metric rows and
 checkpoint, written by the same code in both modes.
+
+Beside it: ``records.py`` (a run's row, state and summary), ``evaluation.py`` (evaluation and
+model selection), ``owned_loop.py`` (workloads whose library owns the loop).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from domains.workload import FitRequest, Workload
+from domains.workload import Workload
 from results.store import Store, StoreError
 from runners.engine.checkpoint import (
     capture_rng_state,
@@ -39,8 +38,21 @@ from runners.engine.checkpoint import (
     restore_training_state,
     save_checkpoint,
 )
-from runners.engine.config import RunConfig, preset_changes
+from runners.engine.config import RunConfig
+from runners.engine.evaluation import evaluate_and_select
 from runners.engine.lease import leased  # issue 20, finding 1: a run is claimed before it trains
+from runners.engine.owned_loop import train_owned_loop
+from runners.engine.records import (
+    Execution,
+    Member,
+    RunOutcome,
+    RunState,
+    checkpoint_path,
+    finish_run,
+    git_commit,
+    hardware_string,
+    record_start,
+)
 from samcore import (
     LRSchedule,
     StepResult,
@@ -65,83 +77,12 @@ __all__ = [
     "train_members",
     "git_commit",
     "hardware_string",
+    "checkpoint_path",
+    "record_start",
+    "finish_run",
 ]
 
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class Execution:
-    """How to run (not part of the run's identity)."""
-
-    device: str = "cpu"
-    results_dir: Path = Path("runs")  # runners.engine.cli.DEFAULT_RESULTS
-    progress: bool = True
-    verbose: bool = False
-    channels_last: bool = False  # conv weights and activations NHWC (tensor cores on CUDA)
-    compile: bool = False  # torch.compile the model for the training steps
-    # At an evaluation, write the checkpoint only if this many seconds passed since the run's
-    # last one (0: at every evaluation). The last epoch's is always written. A checkpoint of a
-    # large model costs tens of ms (serialize, checksum, fsync): at one per epoch of a
-    # full-batch workload it was ~12% of a run (planetoid-cora 16x, issue 21). Resuming stays
-    # exact either way; a kill only repeats more epochs, whose rows are replaced.
-    checkpoint_every_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    run_id: str
-    status: str  # done | diverged | failed | skipped
-    summary: dict[str, Any]
-    message: str
-
-
-@dataclass
-class RunState:
-    """One run's loop bookkeeping: what a checkpoint resumes from (stored as plain data)."""
-
-    epoch: int = 0  # epochs finished
-    step: int = 0  # optimizer steps taken
-    wall_time_s: float = 0.0  # training time (an ensemble member: its share)
-    examples: int = 0  # training examples seen
-    passes: int = 0  # forward-backward passes (a SAM step costs two)
-    best: dict[str, Any] | None = None  # {epoch, step, val, test} at the best val/<target>
-    last: dict[str, Any] | None = None  # the same at the last evaluation (final protocol)
-    diverged_step: int | None = None  # first step with a non-finite loss, if any
-
-    def to_payload(self) -> dict[str, Any]:
-        """Plain data for the checkpoint (``torch.load(weights_only=True)`` reads it back);
-        optional fields only when set, the layout checkpoints always had."""
-        payload = {
-            "epoch": self.epoch,
-            "step": self.step,
-            "best": self.best,
-            "wall_time_s": self.wall_time_s,
-            "examples": self.examples,
-            "passes": self.passes,
-        }
-        if self.last is not None:
-            payload["last"] = self.last
-        if self.diverged_step is not None:
-            payload["diverged_step"] = self.diverged_step
-        return payload
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> RunState:
-        """The inverse of ``to_payload`` (checked by ``restore_training_state`` first)."""
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in payload.items() if k in names})
-
-
-@dataclass
-class Member:
-    """One run the loop trains: its config, state, stored config and, once closed, its end."""
-
-    cfg: RunConfig
-    state: RunState
-    full_config: dict[str, Any]
-    closed: tuple[str, str | None] | None = None  # (status, error): trained no further
-    checkpointed_at: float = field(default_factory=time.monotonic)  # the last write (or start)
 
 
 class Trainee(Protocol):
@@ -161,73 +102,6 @@ class Trainee(Protocol):
     def member_losses(self, res: StepResult) -> torch.Tensor: ...  # (num_members,) loss at w
     def member_model(self, s: int) -> torch.nn.Module: ...  # member s as a plain model
     def checkpoint(self, s: int) -> dict[str, Any]: ...  # member s's model/optimizer/rng...
-
-
-@functools.cache  # once per process: the code that runs is the code imported at its start
-def git_commit() -> str:
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev or "unknown") + ("+dirty" if dirty else "")
-
-
-def hardware_string(device: torch.device) -> str:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return (
-        f"{platform.node()} {device.type}:{name or platform.machine()} "
-        f"threads={torch.get_num_threads()} torch={torch.__version__}"
-    )
-
-
-def checkpoint_path(results_dir: Path, run_id: str) -> Path:
-    return Path(results_dir) / "checkpoints" / f"{run_id}.pt"
-
-
-def record_start(
-    store: Store, cfg: RunConfig, ex: Execution, domain: str, n_params: int | None
-) -> dict[str, Any]:
-    """Write the run's row as ``running``; returns the full config stored with it
-    (``n_params`` None: the model was never built)."""
-    full_config = {
-        "run": cfg.to_dict(),
-        "execution": {
-            "device": ex.device,
-            "results_dir": str(ex.results_dir),
-            "channels_last": ex.channels_last,
-            "compile": ex.compile,
-        },
-    }
-    changed = preset_changes(cfg)
-    if changed is not None:  # a registered workload: the fields it changed from its preset
-        full_config["changed_from_preset"] = changed
-    store.start_run(
-        cfg.run_id,
-        name=cfg.run_name(),
-        workload=cfg.workload,
-        domain=domain,
-        optimizer=cfg.optimizer,
-        base_optimizer=cfg.base_optimizer,
-        width=cfg.width,
-        seed=cfg.seed,
-        rho=cfg.rho,
-        preset=cfg.preset,
-        config=full_config,
-        n_params=n_params,
-        git_commit=git_commit(),
-        hardware=hardware_string(torch.device(ex.device)),
-    )
-    return full_config
 
 
 def run_optimizer(
@@ -335,7 +209,7 @@ def train_run(workload: Workload, cfg: RunConfig, store: Store, ex: Execution) -
     if row is not None and row["status"] in ("done", "diverged"):
         return RunOutcome(run_id, "skipped", row["summary"] or {}, f"already {row['status']}")
     if workload.owns_loop:
-        return _train_owned_loop(workload, cfg, store, ex)
+        return train_owned_loop(workload, cfg, store, ex)
 
     trainee = SingleModel(workload, cfg, ex)
     state, notes = RunState(), []
@@ -552,187 +426,3 @@ def _end_epoch(
                 )
             return
     store.log_metrics(run_id, st.step, st.epoch, row)
-
-
-def evaluate_and_select(
-    workload: Workload,
-    model: torch.nn.Module,
-    cfg: RunConfig,
-    state: RunState,
-    *,
-    final: bool = True,
-) -> tuple[dict[str, float], str | None]:
-    """Evaluate ``model`` (eval mode) after ``state.epoch`` epochs and keep the best epoch
-    by ``val/<target>`` in ``state.best`` (its test metric is the one reported). Returns
-    the metrics and, if the validation metric is not finite, the divergence message (the
-    step goes into ``state.diverged_step``).
-
-    Before the ``final`` evaluation, a workload whose ``evaluate`` takes ``splits`` is asked
-    for the test split only when validation improved: no reported number uses the test
-    metric of any other epoch, and it was up to half of the evaluation time (issue 21)."""
-    target = workload.target
-    model.eval()
-    lazy_test = not final and _takes_splits(workload)
-    evals = (
-        workload.evaluate(model, splits=SELECTION_SPLITS) if lazy_test else workload.evaluate(model)
-    )
-    val = evals.get(f"val/{target.name}")
-    if val is None:
-        raise KeyError(f"{cfg.workload}.evaluate() returned no val/{target.name}")
-    if not math.isfinite(val):
-        state.diverged_step = state.step
-        return evals, f"non-finite val/{target.name} at epoch {state.epoch}"
-    improved = state.best is None or target.better(val, state.best["val"])
-    test_key = f"test/{target.name}"
-    if lazy_test and improved and test_key not in evals:
-        evals.update(workload.evaluate(model, splits=("test",)))
-    point = {
-        "epoch": state.epoch,
-        "step": state.step,
-        "val": val,
-        "test": evals.get(test_key, math.nan),
-    }
-    state.last = point  # the final-epoch protocol: the last evaluation (the last epoch)
-    if improved:
-        state.best = dict(point)
-    return evals, None
-
-
-SELECTION_SPLITS = ("train", "val")  # what every evaluation measures; test when it is reported
-
-
-@functools.cache
-def _has_splits_parameter(evaluate: Callable[..., Any]) -> bool:
-    return "splits" in inspect.signature(evaluate).parameters
-
-
-def _takes_splits(workload: Workload) -> bool:
-    """Whether the workload's ``evaluate`` can measure some splits only (a workload written
-    before ``splits`` existed is evaluated on all of them, as it always was)."""
-    return _has_splits_parameter(type(workload).evaluate)
-
-
-def _data_identity(workload: Workload) -> dict[str, Any]:
-    """``{"data": ...}`` for the summary: the files the run's data came from (sizes, SHA-256)
-    or its generator's parameters, so a damaged or user-variant data set is visible in the
-    store (issue 20, finding 2); not part of the run id. Empty when the workload knows none."""
-    identity = workload.data_identity()
-    return {"data": identity} if identity else {}
-
-
-def finish_run(
-    store: Store, ex: Execution, workload: Workload, n_params: int, member: Member, **extra: Any
-) -> RunOutcome:
-    """Store a trained member's summary and final status (``extra`` goes into the summary).
-
-    ``final/*`` is the last evaluation of a run that finished (status done), which is the last
-    epoch's; a diverged or failed run has no final model to report (None)."""
-    target, st, run_id = workload.target, member.state, member.cfg.run_id
-    status, error = member.closed or ("done", None)
-    best = st.best or {}
-    last = (st.last or {}) if status == "done" else {}
-    summary = {
-        "target": target.name,
-        "target_mode": target.mode,
-        **({"target_unit": unit} if (unit := getattr(target, "label", "")) else {}),
-        "n_params": n_params,
-        "best/epoch": best.get("epoch"),
-        f"best/val_{target.name}": best.get("val"),
-        f"best/test_{target.name}": best.get("test"),
-        "final/epoch": last.get("epoch"),
-        f"final/val_{target.name}": last.get("val"),
-        f"final/test_{target.name}": last.get("test"),
-        "steps": st.step,
-        "epochs": st.epoch,
-        "examples_seen": st.examples,
-        "forward_backward_passes": st.passes,
-        "wall_time_s": st.wall_time_s,
-        **_data_identity(workload),
-        **extra,
-    }
-    if st.diverged_step is not None:
-        summary["diverged_step"] = st.diverged_step
-    store.finish_run(
-        run_id, status, summary=summary, error=error, wall_time_s=st.wall_time_s, last_step=st.step
-    )
-    if status == "done":  # keep only the final model
-        Path(str(checkpoint_path(ex.results_dir, run_id)) + ".prev").unlink(missing_ok=True)
-    return RunOutcome(run_id, status, summary, error or "")
-
-
-def _train_owned_loop(
-    workload: Workload, cfg: RunConfig, store: Store, ex: Execution
-) -> RunOutcome:
-    """A workload whose library owns the loop (``Workload.fit``): the runner seeds, records
-    the run, passes a ``log`` callback into the store, and stores the returned metrics.
-    Such runs restart from scratch after a kill (the loop's own checkpoints are its business)."""
-    run_id, target, device = cfg.run_id, workload.target, torch.device(ex.device)
-    seed_everything(cfg.seed)
-    with torch.device("meta"):
-        n_params = count_params(workload.build_model(cfg.width))
-    store.delete_metrics_after(run_id, -1)
-    record_start(store, cfg, ex, workload.domain, n_params)
-    last_step = 0
-
-    def log(step: int, metrics: dict[str, float]) -> None:
-        nonlocal last_step
-        last_step = step
-        store.log_metrics(run_id, step, None, metrics)
-        if ex.verbose:
-            tqdm.write(
-                f"{cfg.workload} {cfg.optimizer} step {step} | "
-                + " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-            )
-
-    t0 = time.perf_counter()
-    status, error, final = "done", None, {}
-    try:
-        final = workload.fit(
-            FitRequest(
-                width=cfg.width,
-                seed=cfg.seed,
-                sam=cfg.optimizer == "sam",
-                base_optimizer=cfg.base_optimizer,
-                rho=cfg.rho,
-                adaptive=cfg.adaptive,
-                device=device,
-                log=log,
-                checkpoint_dir=Path(ex.results_dir) / "checkpoints" / run_id,
-                progress=ex.progress,
-            )
-        )
-        if not math.isfinite(final.get(f"val/{target.name}", math.nan)):
-            status, error = "diverged", f"non-finite val/{target.name}"
-    except KeyboardInterrupt:
-        store.finish_run(run_id, "interrupted", error="interrupted", last_step=last_step)
-        raise
-    except Exception as exc:  # recorded, and the grid goes on
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-    wall = time.perf_counter() - t0
-    t = target.name
-    # best/: the loop's selected point (e.g. PPO's best val checkpoint); final/: its last
-    # evaluation, of the policy at the end of training. Steps are the loop's own (env steps).
-    known = {f"val/{t}", f"test/{t}", f"final_val/{t}", f"final_test/{t}", "best_step"}
-    summary = {
-        "target": t,
-        "target_mode": target.mode,
-        **({"target_unit": unit} if (unit := getattr(target, "label", "")) else {}),
-        "n_params": n_params,
-        "best/epoch": None,
-        "best/step": final.get("best_step"),
-        f"best/val_{t}": final.get(f"val/{t}"),
-        f"best/test_{t}": final.get(f"test/{t}"),
-        "final/epoch": None,
-        "final/step": final.get("final_step", last_step if final else None),
-        f"final/val_{t}": final.get(f"final_val/{t}", final.get(f"val/{t}")),
-        f"final/test_{t}": final.get(f"final_test/{t}", final.get(f"test/{t}")),
-        "precision": cfg.precision,
-        "steps": last_step,
-        "wall_time_s": wall,
-        **_data_identity(workload),
-        **{k: v for k, v in final.items() if k not in known | {"final_step"}},
-    }
-    store.finish_run(
-        run_id, status, summary=summary, error=error, wall_time_s=wall, last_step=last_step
-    )
-    return RunOutcome(run_id, status, summary, error or "")
