@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -375,18 +376,18 @@ def compare_runs(
 def changed_from_preset(rows: list[WidthRow]) -> tuple[str, ...] | None:
     """The union over ``rows`` of the fields their runs changed from their preset (None when
     no row's runs recorded it)."""
-    recorded = [r.changed_from_preset for r in rows if r.changed_from_preset is not None]
-    return tuple(sorted(set().union(*recorded))) if recorded else None
+    return _union_of_changes(r.changed_from_preset for r in rows)
 
 
 def _changed_from_preset(runs: list[dict[str, Any]]) -> tuple[str, ...] | None:
     """The union over ``runs`` of the fields they changed from their preset (None when no run
     recorded it: stores written before the field)."""
-    recorded = [
-        r["config"]["changed_from_preset"]
-        for r in runs
-        if "changed_from_preset" in (r.get("config") or {})
-    ]
+    return _union_of_changes((r.get("config") or {}).get("changed_from_preset") for r in runs)
+
+
+def _union_of_changes(changes: Iterable[Iterable[str] | None]) -> tuple[str, ...] | None:
+    """Sorted union of the recorded change lists; None when none was recorded."""
+    recorded = [c for c in changes if c is not None]
     return tuple(sorted(set().union(*recorded))) if recorded else None
 
 
