@@ -170,6 +170,7 @@ def _fit(
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.logger import Logger
 
     if request.sam:
         from domains.rl.sam_ppo import SAMPPO
@@ -218,6 +219,9 @@ def _fit(
                     best["state"] = copy.deepcopy(m.policy.state_dict())
             request.log(m.num_timesteps, row)
 
+    # SB3's default logger makes an empty /tmp/SB3-<date> folder per learn() even at verbose=0;
+    # one that writes nowhere keeps the loss terms LogCallback reads and leaves no litter.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     t0 = time.perf_counter()
     model.learn(total_timesteps=c.total_timesteps, callback=LogCallback())
     train_time = time.perf_counter() - t0

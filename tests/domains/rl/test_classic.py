@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,13 @@ def test_short_cartpole_run_learns_well_above_random():
     assert rows[-1][0] == out["timesteps"] >= 20_000
 
 
-def test_sam_fit_with_best_checkpoint_tracking():
+def test_sam_fit_with_best_checkpoint_tracking(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3's default logger writes
     rows: list = []
     workload = create_workload("acrobot-ppo", "smoke", total_timesteps=1024, eval_freq=512)
     out = workload.fit(_request(True, rows, seed=1))
+    assert list(tmp_path.iterdir()) == []  # no SB3-<date> folder per run
+    assert any("train/policy_gradient_loss" in m for _, m in rows)  # PPO's loss terms still come
     assert {"val/return", "test/return", "final_val/return", "final_test/return"} <= set(out)
     assert sum("val/return" in m for _, m in rows) == 2  # evaluated at 512 and 1024 steps
     assert out["val/return"] >= out["final_val/return"]
