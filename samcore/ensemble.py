@@ -266,23 +266,25 @@ class EnsembleSAM(SAM):
         self._climbed = True
         work = [(g, self._params_with_grad(g)) for g in self.param_groups]
         work = [(g, ps, [p.grad for p in ps]) for g, ps in work if ps]
-        for group, params, grads in work:
-            if group["adaptive"]:
-                torch._foreach_mul_(grads, params)  # w * g
-        norm = _per_seed_norm([g for _, _, grads in work for g in grads])  # (S,)
-        for group, params, grads in work:
+        # ASAM's w g in new tensors: p.grad stays g, as SAM.first_step leaves it
+        scaled = [
+            torch._foreach_mul(grads, params) if group["adaptive"] else grads
+            for group, params, grads in work
+        ]
+        norm = _per_seed_norm([t for ts in scaled for t in ts])  # (S,)
+        for (group, params, grads), directions in zip(work, scaled):
             buffers = self._buffers(params)
             if group["adaptive"]:
-                torch._foreach_mul_(grads, params)  # w^2 * g
+                torch._foreach_mul_(directions, params)  # w^2 g
             scale = group["rho"] / (norm + self.norm_eps)  # (S,)
             seed_scales = [_seed_view(scale, p) for p in params]
             if grads[0].device.type == "cpu":  # as SAM: w + e in one pass, storages swapped
-                for p, g, s, b in zip(params, grads, seed_scales, buffers):
-                    torch.addcmul(p, g, s, out=b)
+                for p, d, s, b in zip(params, directions, seed_scales, buffers):
+                    torch.addcmul(p, d, s, out=b)
                 self._swap_in(params, buffers)
             else:
                 torch._foreach_copy_(buffers, params)
-                torch._foreach_addcmul_(params, grads, seed_scales)
+                torch._foreach_addcmul_(params, directions, seed_scales)
                 self._perturbed.append((params, buffers, False))
         if zero_grad:
             self._drop_grads(work)

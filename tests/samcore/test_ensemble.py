@@ -64,23 +64,32 @@ def test_ensemble_equals_sequential_runs(name, kw, adaptive, sam):
             )
 
 
-def test_per_seed_perturbation_has_norm_rho():
-    """Each seed climbs by exactly rho along its own gradient (numpy: e_s = rho g_s/||g_s||)."""
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_per_seed_perturbation_and_grads_left_as_they_were(adaptive):
+    """Each seed climbs along its own gradient (numpy: e_s = rho g_s/||g_s||, or ASAM's
+    rho w_s^2 g_s/||w_s g_s||), and p.grad is still g afterwards, as SAM.first_step leaves it."""
     ens = SeedEnsemble([_mlp(s) for s in range(S)])
-    opt = build_ensemble_optimizer(ens, "sgd", lr=0.1, sam=True, rho=0.3)
+    opt = build_ensemble_optimizer(ens, "sgd", lr=0.1, sam=True, rho=0.3, adaptive=adaptive)
     batch = stack_batches([_batches(s, 1)[0] for s in range(S)])
     loss, _ = ens.loss_fn(_ce)(ens, batch)
     loss.backward()
     before = [p.detach().clone().numpy() for p in ens.stacked]
     grads = [p.grad.clone().numpy() for p in ens.stacked]
     opt.first_step()
+    for p, g in zip(ens.stacked, grads):
+        assert np.array_equal(p.grad.numpy(), g)
     for s in range(S):
         g = np.concatenate([gr[s].ravel() for gr in grads]).astype(np.float64)
+        w = np.concatenate([b[s].ravel() for b in before]).astype(np.float64)
         e = np.concatenate(
             [(p.detach().numpy()[s] - b[s]).ravel() for p, b in zip(ens.stacked, before)]
         )
-        np.testing.assert_allclose(e, 0.3 * g / np.linalg.norm(g), rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(opt.perturbation_norm().numpy(), [0.3] * S, rtol=1e-4)
+        expected = (
+            0.3 * w**2 * g / np.linalg.norm(w * g) if adaptive else 0.3 * g / np.linalg.norm(g)
+        )
+        np.testing.assert_allclose(e, expected, rtol=1e-4, atol=1e-7)
+    if not adaptive:
+        np.testing.assert_allclose(opt.perturbation_norm().numpy(), [0.3] * S, rtol=1e-4)
     opt.unperturb()
     for p, b in zip(ens.stacked, before):
         assert np.array_equal(p.detach().numpy(), b)
