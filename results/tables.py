@@ -39,6 +39,7 @@ from results.analysis import (
     weight_decay_experiments,
 )
 from results.paper_numbers import AXIS_KINDS, paper_at
+from results.regime import regime_table
 from results.render import Table, fmt_num, fmt_pm, write_table
 from results.store import Store
 from results.trend import verdict_sentence
@@ -508,6 +509,10 @@ def write_tables(store: Store, results_dir: str | Path, workload: str | None = N
     summary = summary_table(every)
     write_table(summary, folder, "summary" if workload is None else f"summary_{workload}")
     out += [summary.to_markdown(), *per_workload]
+    regime = regime_table(store, every)
+    if regime.rows:
+        write_table(regime, folder, "regime" if workload is None else f"regime_{workload}")
+        out.append(regime.to_markdown())
     compute = compute_table(store, workload)
     if compute.rows:
         write_table(compute, folder, "compute" if workload is None else f"compute_{workload}")

@@ -32,6 +32,7 @@ from results.analysis import (
 from results.figures import write_figures
 from results.io import DEFAULT_RESULTS, atomic_write
 from results.late_phase import late_phase_table
+from results.regime import regime_sentence
 from results.render import with_generated_block
 from results.sharpness_report import sharpness_figures, sharpness_tables
 from results.smoothness_figure import smoothness_pl_figure
@@ -65,7 +66,10 @@ def write_findings(store: Store, results_dir: Path, workload: str | None = None)
     pairs = summary_experiments([e for name in names for e in experiments(store, name)])
     if not pairs:
         return "(no finished runs: no findings)\n"
-    lines = findings(pairs)
+    lines = [
+        f"{line} {regime_sentence(store, e)}".rstrip()
+        for line, (e, _) in zip(findings(pairs), pairs)
+    ]
     text = "\n".join(lines) + "\n"
     if workload is None:
         readme = results_dir / "README.md"
