@@ -81,6 +81,22 @@ def test_time_outside_steps_overrides_replace_the_configured_value():
     assert _with(args, ["--checkpoint-every", "60"]) == args + ["--checkpoint-every", "60"]
 
 
+def test_time_outside_steps_lazy_imports_name_configured_workloads_and_real_modules():
+    """The imports moved into the imports phase exist (a renamed module would otherwise fail
+    the benchmark only when that workload is measured)."""
+    import importlib
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from time_outside_steps import CONFIGS, LAZY_IMPORTS
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert set(LAZY_IMPORTS) <= set(CONFIGS)
+    for modules in LAZY_IMPORTS.values():
+        for module in modules:
+            importlib.import_module(module)
+
+
 def test_gpu_check_dry_run_lists_the_four_steps_within_eight_minutes():
     res = _run("bash", "benchmarks/gpu_check.sh", "--dry-run", timeout=30)
     assert res.returncode == 0, res.stderr
