@@ -63,31 +63,9 @@ def test_a_lower_is_better_metric_counts_a_late_fall_as_gain(tmp_path):
         falling = [(s, 1.0, 10 - s / 20 + 0.01 * seed) for s in STEPS]
         # MSE best at step 20 then rising (overfitting): the validation metric has stopped
         overfit = [(s, 1.0, abs(s - 20) / 10 + 1 + 0.01 * seed) for s in STEPS]
-        add_run(
-            store,
-            "m",
-            optimizer="sgd",
-            width=1,
-            seed=seed,
-            val=1,
-            test=1,
-            mode="min",
-            target="mse",
-            curve=falling,
-        )
-        add_run(
-            store,
-            "m",
-            optimizer="sam",
-            rho=0.1,
-            width=1,
-            seed=seed,
-            val=1,
-            test=1,
-            mode="min",
-            target="mse",
-            curve=overfit,
-        )
+        mse = dict(width=1, seed=seed, val=1, test=1, mode="min", target="mse")
+        add_run(store, "m", optimizer="sgd", curve=falling, **mse)
+        add_run(store, "m", optimizer="sam", rho=0.1, curve=overfit, **mse)
     ((base, sam),) = regime_cells(store, experiments(store, "m")[0])
     assert base.late_gain == pytest.approx(0.5) and base.best_at == 1.0
     assert base.plateaued is False  # 0.5 against a standard error of 0.005
